@@ -1,0 +1,11 @@
+//! edgelm: run small language models from GGUF bytes, zero-copy, with caller-provided memory.
+#![no_std]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod gguf;
+pub mod quant;
