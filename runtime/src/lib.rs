@@ -9,3 +9,5 @@ extern crate std;
 
 pub mod gguf;
 pub mod quant;
+#[cfg(feature = "alloc")]
+pub mod tokenizer;
