@@ -50,16 +50,42 @@ impl Merges {
         let mut by_id = HashMap::with_capacity(lo);
         let mut by_text = HashMap::new();
         let mut joined = String::new();
+        // Converted vocabularies list merge results in rank order: merge r creates the token
+        // after (GPT-2, Qwen2, SmolLM) or the same as (Llama 3, where several merges build one
+        // token) the one merge r - 1 created. Trying those two ids first replaces a random hash
+        // probe by a sequential read; a wrong guess costs a text comparison, and guessing stops
+        // after 64 misses in a row.
+        let mut prev: Option<u32> = None;
+        let mut misses = 0u32;
+        let is = |id: u32, a: &str, b: &str| {
+            let t = vocab.text(id);
+            t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b)
+        };
         for (rank, m) in merges.enumerate() {
             let rank = rank as u32;
             let (a, b) = split_merge(m);
             match (vocab.id(a), vocab.id(b)) {
                 (Some(l), Some(r)) => {
                     by_id.entry(pair(l, r)).or_insert_with(|| {
-                        joined.clear();
-                        joined.push_str(a);
-                        joined.push_str(b);
-                        (rank, vocab.id(&joined).unwrap_or(NONE))
+                        let guess = prev
+                            .filter(|_| misses < 64 && !vocab.has_duplicates())
+                            .and_then(|p| {
+                                [p.wrapping_add(1), p].into_iter().find(|&g| is(g, a, b))
+                            });
+                        let id = guess.or_else(|| {
+                            misses += 1;
+                            joined.clear();
+                            joined.push_str(a);
+                            joined.push_str(b);
+                            vocab.id(&joined)
+                        });
+                        if guess.is_some() {
+                            misses = 0;
+                        }
+                        if id.is_some() {
+                            prev = id;
+                        }
+                        (rank, id.unwrap_or(NONE))
                     });
                 }
                 _ => {

@@ -1,18 +1,29 @@
-//! The token table: every token text in one buffer, looked up by a swiss table of ids.
+//! The token table: every token text in one buffer, looked up by a swiss table.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::hash::BuildHasher;
+use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
+
+/// A table entry: the id and where its text lies, so a probe compares text without first
+/// loading `ends` (lookups are cache-miss bound; this saves one miss per probe).
+#[derive(Clone, Copy)]
+struct Slot {
+    id: u32,
+    start: u32,
+    end: u32,
+}
 
 /// Token texts by id, and id by text.
 pub(crate) struct Vocab {
     text: String,
     /// `ends[i]` is where token `i` ends in `text`; it starts where token `i - 1` ends.
     ends: Vec<u32>,
-    index: HashTable<u32>,
+    index: HashTable<Slot>,
     hasher: DefaultHashBuilder,
+    duplicates: bool,
 }
 
 impl Vocab {
@@ -25,35 +36,56 @@ impl Vocab {
             ends: Vec::with_capacity(n),
             index: HashTable::with_capacity(n),
             hasher: DefaultHashBuilder::default(),
+            duplicates: false,
         };
         for (id, t) in tokens.enumerate() {
+            let start = v.text.len() as u32;
             if t.is_empty() {
                 // llama.cpp renames empty tokens so that every text maps back to one id.
                 let _ = write!(v.text, "[EMPTY_{id}]");
             } else {
                 v.text.push_str(t);
             }
-            v.ends.push(v.text.len() as u32);
-            v.insert(id as u32);
+            let end = v.text.len() as u32;
+            v.ends.push(end);
+            v.insert(Slot {
+                id: id as u32,
+                start,
+                end,
+            });
         }
         v
     }
 
-    fn insert(&mut self, id: u32) {
+    fn insert(&mut self, slot: Slot) {
         let Vocab {
             text,
-            ends,
             index,
             hasher,
+            duplicates,
+            ..
         } = self;
-        let s = slice(text, ends, id);
-        let h = hasher.hash_one(s.as_bytes());
-        match index.find_mut(h, |&other| slice(text, ends, other) == s) {
-            Some(slot) => *slot = id,
-            None => {
-                index.insert_unique(h, id, |&x| hasher.hash_one(slice(text, ends, x).as_bytes()));
+        let bytes = |s: &Slot| {
+            text.as_bytes()
+                .get(s.start as usize..s.end as usize)
+                .unwrap_or(&[])
+        };
+        let key = bytes(&slot);
+        let h = hasher.hash_one(key);
+        match index.entry(h, |s| bytes(s) == key, |s| hasher.hash_one(bytes(s))) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() = slot;
+                *duplicates = true;
+            }
+            Entry::Vacant(e) => {
+                e.insert(slot);
             }
         }
+    }
+
+    /// Whether some text appears under two ids (then only the last one is found by text).
+    pub(crate) fn has_duplicates(&self) -> bool {
+        self.duplicates
     }
 
     /// Number of tokens.
@@ -63,11 +95,12 @@ impl Vocab {
 
     /// The text of token `id` (empty when out of range).
     pub(crate) fn text(&self, id: u32) -> &str {
-        if (id as usize) < self.ends.len() {
-            slice(&self.text, &self.ends, id)
-        } else {
-            ""
-        }
+        let i = id as usize;
+        let Some(&end) = self.ends.get(i) else {
+            return "";
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start as usize..end as usize).unwrap_or("")
     }
 
     /// The id of a token text.
@@ -76,17 +109,13 @@ impl Vocab {
     }
 
     /// The id of a token text given as bytes (never matches invalid UTF-8).
-    pub(crate) fn id_bytes(&self, s: &[u8]) -> Option<u32> {
-        let h = self.hasher.hash_one(s);
+    pub(crate) fn id_bytes(&self, key: &[u8]) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        let text = self.text.as_bytes();
         self.index
-            .find(h, |&id| slice(&self.text, &self.ends, id).as_bytes() == s)
-            .copied()
+            .find(h, |s| {
+                text.get(s.start as usize..s.end as usize) == Some(key)
+            })
+            .map(|s| s.id)
     }
-}
-
-fn slice<'t>(text: &'t str, ends: &[u32], id: u32) -> &'t str {
-    let i = id as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    let end = ends[i] as usize;
-    text.get(start..end).unwrap_or("")
 }
