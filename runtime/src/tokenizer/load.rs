@@ -547,9 +547,10 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         add_eos = v;
     }
 
-    // llama.cpp iterates its text -> id map, which holds only the last id of a duplicated text;
-    // ids are visited in increasing order here (llama.cpp's hash-map order is unspecified). All
-    // the names it looks for start with one of these bytes, which skips almost every token.
+    // llama.cpp looks through its text -> id map, which holds only the last id of a duplicated
+    // text, and takes the first name it meets in hash-map order (unspecified); here the earliest
+    // name in its list wins (`<|eot_id|>` over `<|end_of_text|>`, `<|im_end|>` over
+    // `<|endoftext|>`). All the names start with one of these bytes, which skips almost every token.
     let candidates: Vec<u32> = (0..n as u32)
         .filter(|&id| {
             let t = vocab.text(id);
@@ -568,10 +569,12 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         (&mut fim_sep, FIM_SEP_NAMES),
     ] {
         if slot.is_none() {
-            *slot = candidates
-                .iter()
-                .copied()
-                .find(|&id| names.contains(&vocab.text(id)));
+            *slot = names.iter().find_map(|&name| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|&id| vocab.text(id) == name)
+            });
             if let Some(id) = *slot {
                 // A control-looking token that is not typed control is made one.
                 attrs[id as usize] |= ATTR_CONTROL;
