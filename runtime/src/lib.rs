@@ -8,4 +8,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod gguf;
+pub mod kv;
+pub mod model;
+pub mod plan;
 pub mod quant;
+pub mod sampler;
+pub mod session;
