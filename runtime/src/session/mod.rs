@@ -8,10 +8,8 @@ use crate::plan::{carve, plan, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
 
-#[cfg(feature = "alloc")]
+#[cfg(all(feature = "alloc", any()))]
 mod generate;
-#[cfg(feature = "alloc")]
-pub use generate::{GenOptions, Generator, Step, StopReason};
 
 /// Why a session call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
