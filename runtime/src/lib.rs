@@ -14,3 +14,5 @@ pub mod plan;
 pub mod quant;
 pub mod sampler;
 pub mod session;
+#[cfg(feature = "alloc")]
+pub mod tokenizer;
