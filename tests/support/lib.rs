@@ -37,7 +37,8 @@ pub fn repo_root() -> PathBuf {
 /// A committed reference JSON file under `tests/reference/`.
 pub fn reference(rel: &str) -> serde_json::Value {
     let p = repo_root().join("tests/reference").join(rel);
-    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    let s =
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
 }
 

@@ -28,7 +28,8 @@ impl ModelFile {
         }
         // SAFETY: the file is mapped read-only and only read through this map; like llama.cpp we
         // assume nobody truncates or rewrites a model file while it is being run.
-        let map = unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+        let map =
+            unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
         Ok(ModelFile {
             path: path.to_path_buf(),
             map,
@@ -37,7 +38,8 @@ impl ModelFile {
 
     /// The GGUF view (validated).
     pub fn gguf(&self) -> Result<Gguf<'_>> {
-        Gguf::parse(&self.map).with_context(|| format!("{} is not a valid GGUF file", self.path.display()))
+        Gguf::parse(&self.map)
+            .with_context(|| format!("{} is not a valid GGUF file", self.path.display()))
     }
 
     /// File size in bytes.

@@ -21,7 +21,12 @@ impl<'m> KvCache<'m> {
 
     /// Wraps two buffers of `elements(..)` f16 each.
     pub fn new(k: &'m mut [f16], v: &'m mut [f16], n_ctx: usize, kv_dim: usize) -> KvCache<'m> {
-        KvCache { k, v, n_ctx, kv_dim }
+        KvCache {
+            k,
+            v,
+            n_ctx,
+            kv_dim,
+        }
     }
 
     /// Positions the cache holds.

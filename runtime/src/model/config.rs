@@ -124,7 +124,12 @@ impl Config {
 
         let n_embd = bounded("embedding_length", req("embedding_length")?, 1, 1 << 16)?;
         let n_layer = bounded("block_count", req("block_count")?, 1, 1024)?;
-        let n_head = bounded("attention.head_count", req("attention.head_count")?, 1, 1024)?;
+        let n_head = bounded(
+            "attention.head_count",
+            req("attention.head_count")?,
+            1,
+            1024,
+        )?;
         let n_head_kv = bounded(
             "attention.head_count_kv",
             opt_u("attention.head_count_kv").unwrap_or(n_head as u64),
@@ -151,8 +156,18 @@ impl Config {
                 });
             }
         }
-        let n_ff = bounded("feed_forward_length", req("feed_forward_length")?, 1, 1 << 20)?;
-        let n_ctx_train = bounded("context_length", opt_u("context_length").unwrap_or(2048), 1, 1 << 24)?;
+        let n_ff = bounded(
+            "feed_forward_length",
+            req("feed_forward_length")?,
+            1,
+            1 << 20,
+        )?;
+        let n_ctx_train = bounded(
+            "context_length",
+            opt_u("context_length").unwrap_or(2048),
+            1,
+            1 << 24,
+        )?;
         let rope_dim = bounded(
             "rope.dimension_count",
             opt_u("rope.dimension_count").unwrap_or(head_dim as u64),

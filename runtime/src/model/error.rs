@@ -72,10 +72,17 @@ impl fmt::Display for ModelError {
                 &expected[..]
             ),
             UnsupportedType { tensor, ty } => {
-                write!(f, "tensor '{tensor}' has type {} which cannot be computed", ty.name())
+                write!(
+                    f,
+                    "tensor '{tensor}' has type {} which cannot be computed",
+                    ty.name()
+                )
             }
             LayerTable { expected, got } => {
-                write!(f, "layer table holds {got} entries, the model has {expected} layers")
+                write!(
+                    f,
+                    "layer table holds {got} entries, the model has {expected} layers"
+                )
             }
         }
     }

@@ -6,9 +6,9 @@
 mod config;
 mod error;
 pub mod llama;
-mod state;
 pub mod ops;
 pub mod qwen2;
+mod state;
 mod weights;
 
 pub use config::{Arch, Config, RopeKind};

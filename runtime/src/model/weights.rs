@@ -247,7 +247,13 @@ impl<'a> Loader<'_, 'a> {
     }
 
     /// Layer matrix `blk.{layer}.{suffix}`.
-    pub fn lmatrix(&self, layer: usize, suffix: &str, rows: usize, cols: usize) -> Result<Weight<'a>, ModelError> {
+    pub fn lmatrix(
+        &self,
+        layer: usize,
+        suffix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Weight<'a>, ModelError> {
         self.matrix(LayerName::new(layer, suffix).as_str(), rows, cols)
     }
 
@@ -257,7 +263,12 @@ impl<'a> Loader<'_, 'a> {
     }
 
     /// Optional layer vector `blk.{layer}.{suffix}`.
-    pub fn opt_lvector(&self, layer: usize, suffix: &str, n: usize) -> Result<Option<Vector<'a>>, ModelError> {
+    pub fn opt_lvector(
+        &self,
+        layer: usize,
+        suffix: &str,
+        n: usize,
+    ) -> Result<Option<Vector<'a>>, ModelError> {
         self.opt_vector(LayerName::new(layer, suffix).as_str(), n)
     }
 }

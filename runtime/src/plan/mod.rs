@@ -44,7 +44,10 @@ impl core::fmt::Display for PlanError {
         match self {
             PlanError::BadContext(n) => write!(f, "context length {n} is zero or too large"),
             PlanError::BufferTooSmall { needed, got } => {
-                write!(f, "session memory too small: {got} bytes given, {needed} needed")
+                write!(
+                    f,
+                    "session memory too small: {got} bytes given, {needed} needed"
+                )
             }
         }
     }
@@ -154,4 +157,3 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
         candidates,
     })
 }
-

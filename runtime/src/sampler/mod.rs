@@ -94,7 +94,11 @@ impl Sampler {
     }
 
     fn penalized(&self, id: u32) -> bool {
-        let n = self.params.repeat_last_n.min(MAX_PENALTY_WINDOW).min(self.n_recent);
+        let n = self
+            .params
+            .repeat_last_n
+            .min(MAX_PENALTY_WINDOW)
+            .min(self.n_recent);
         (1..=n).any(|back| self.recent[(self.n_recent - back) % MAX_PENALTY_WINDOW] == id)
     }
 
@@ -104,7 +108,10 @@ impl Sampler {
         let n = logits.len().min(cand.len());
         let cand = &mut cand[..n];
         for (i, (c, &l)) in cand.iter_mut().zip(logits).enumerate() {
-            *c = Candidate { id: i as u32, logit: l };
+            *c = Candidate {
+                id: i as u32,
+                logit: l,
+            };
         }
         if p.repeat_penalty != 1.0 && p.repeat_last_n > 0 {
             for c in cand.iter_mut() {
@@ -141,7 +148,11 @@ impl Sampler {
         }
         if p.min_p > 0.0 {
             let floor = cand[0].logit * p.min_p;
-            len = cand[..len].iter().take_while(|c| c.logit >= floor).count().max(1);
+            len = cand[..len]
+                .iter()
+                .take_while(|c| c.logit >= floor)
+                .count()
+                .max(1);
         }
         let cand = &mut cand[..len];
         // Temperature on the surviving set: p^(1/T), renormalized — same as softmax(logit / T).
@@ -178,7 +189,10 @@ pub fn argmax(cand: &[Candidate]) -> u32 {
 
 /// Replaces logits with probabilities, `softmax(logit / temp)`.
 fn softmax(cand: &mut [Candidate], temp: f32) {
-    let max = cand.iter().map(|c| c.logit).fold(f32::NEG_INFINITY, f32::max);
+    let max = cand
+        .iter()
+        .map(|c| c.logit)
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f64;
     for c in cand.iter_mut() {
         c.logit = libm::expf((c.logit - max) / temp);
@@ -193,9 +207,18 @@ fn softmax(cand: &mut [Candidate], temp: f32) {
 pub fn top_logprobs<'c>(logits: &[f32], k: usize, cand: &'c mut [Candidate]) -> &'c [Candidate] {
     let n = logits.len().min(cand.len());
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + libm::log(logits.iter().map(|&l| libm::exp((l - max) as f64)).sum::<f64>()) as f32;
+    let lse = max
+        + libm::log(
+            logits
+                .iter()
+                .map(|&l| libm::exp((l - max) as f64))
+                .sum::<f64>(),
+        ) as f32;
     for (i, (c, &l)) in cand.iter_mut().zip(logits).enumerate() {
-        *c = Candidate { id: i as u32, logit: l - lse };
+        *c = Candidate {
+            id: i as u32,
+            logit: l - lse,
+        };
     }
     let k = k.min(n);
     if k == 0 {

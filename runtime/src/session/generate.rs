@@ -59,7 +59,12 @@ pub struct Generator<'s, 'm, 'a, L> {
 
 impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
     /// A generator continuing from the session's current position.
-    pub fn new(session: &'s mut Session<'m, 'a, L>, tok: &'s Tokenizer, params: SamplerParams, opts: GenOptions) -> Self {
+    pub fn new(
+        session: &'s mut Session<'m, 'a, L>,
+        tok: &'s Tokenizer,
+        params: SamplerParams,
+        opts: GenOptions,
+    ) -> Self {
         Generator {
             session,
             tok,
@@ -112,7 +117,8 @@ impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
         }
         self.sampler.accept(id);
         self.n_gen += 1;
-        self.held.push_str(&self.decoder.push(&self.tok.token_bytes(id, false)));
+        self.held
+            .push_str(self.decoder.push(self.tok.token_bytes(id, false)));
         let mut text = self.release_text();
         if self.stop.is_none() && self.session.pos() < self.session.n_ctx() {
             self.session.eval(id)?;
@@ -153,7 +159,7 @@ impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
 
     fn flush(&mut self) -> String {
         let mut t = core::mem::take(&mut self.held);
-        t.push_str(&self.decoder.finish());
+        t.push_str(self.decoder.finish());
         t
     }
 
@@ -178,6 +184,8 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
     let max = stop.len().saturating_sub(1).min(text.len());
     (1..=max)
         .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..]))
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..])
+        })
         .unwrap_or(0)
 }

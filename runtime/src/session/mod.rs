@@ -2,14 +2,16 @@
 //! logits, sample. When the context is full, `eval` returns [`SessionError::ContextFull`]: the
 //! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
 
-use crate::model::{llama, Arch, LayerWeights, Model, State};
 use crate::kv::KvCache;
+use crate::model::{llama, Arch, LayerWeights, Model, State};
 use crate::plan::{carve, plan, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
 
-#[cfg(all(feature = "alloc", any()))]
+#[cfg(feature = "alloc")]
 mod generate;
+#[cfg(feature = "alloc")]
+pub use generate::{GenOptions, Generator, Step, StopReason};
 
 /// Why a session call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +40,10 @@ impl fmt::Display for SessionError {
                 write!(f, "context is full ({n_ctx} tokens); use a larger context (-c) or a shorter prompt")
             }
             SessionError::TokenOutOfRange { token, n_vocab } => {
-                write!(f, "token id {token} is outside the vocabulary ({n_vocab} tokens)")
+                write!(
+                    f,
+                    "token id {token} is outside the vocabulary ({n_vocab} tokens)"
+                )
             }
             SessionError::Plan(e) => write!(f, "{e}"),
         }
@@ -66,7 +71,11 @@ pub struct Session<'m, 'a, L> {
 
 impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
     /// A session of context `n_ctx` in `mem`, which must hold `plan(config, n_ctx).total_bytes`.
-    pub fn new(model: &'m Model<'a, L>, mem: &'m mut [u8], n_ctx: usize) -> Result<Self, SessionError> {
+    pub fn new(
+        model: &'m Model<'a, L>,
+        mem: &'m mut [u8],
+        n_ctx: usize,
+    ) -> Result<Self, SessionError> {
         let plan = plan(&model.config, n_ctx)?;
         let b = carve(&model.config, &plan, mem)?;
         Ok(Session {
@@ -108,7 +117,9 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
     pub fn eval(&mut self, token: u32) -> Result<&[f32], SessionError> {
         let c = &self.model.config;
         if self.pos >= self.plan.n_ctx {
-            return Err(SessionError::ContextFull { n_ctx: self.plan.n_ctx });
+            return Err(SessionError::ContextFull {
+                n_ctx: self.plan.n_ctx,
+            });
         }
         if token as usize >= c.n_vocab {
             return Err(SessionError::TokenOutOfRange {
@@ -128,7 +139,9 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
     /// Runs several tokens; returns the logits after the last one.
     pub fn eval_all(&mut self, tokens: &[u32]) -> Result<&[f32], SessionError> {
         if self.pos + tokens.len() > self.plan.n_ctx {
-            return Err(SessionError::ContextFull { n_ctx: self.plan.n_ctx });
+            return Err(SessionError::ContextFull {
+                n_ctx: self.plan.n_ctx,
+            });
         }
         for &t in tokens {
             self.eval(t)?;

@@ -70,10 +70,13 @@ pub fn main(a: Args) -> Result<()> {
     let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
     let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
     let Some(src) = g.get_str("tokenizer.chat_template") else {
-        bail!("{} has no chat template (tokenizer.chat_template); use `edgelm run`", a.model.display());
+        bail!(
+            "{} has no chat template (tokenizer.chat_template); use `edgelm run`",
+            a.model.display()
+        );
     };
     let piece = |id: Option<u32>| {
-        id.map(|i| String::from_utf8_lossy(&tok.token_bytes(i, true)).into_owned())
+        id.map(|i| String::from_utf8_lossy(tok.token_bytes(i, true)).into_owned())
             .unwrap_or_default()
     };
     let template = ChatTemplate::new(src, piece(tok.bos()), piece(tok.eos()))?;
@@ -102,13 +105,23 @@ pub fn main(a: Args) -> Result<()> {
         }
         messages.push(json!({"role": "user", "content": line}));
         let prompt = template.render(&messages)?;
-        let add_special = tok.bos().is_none_or(|_| !prompt.starts_with(&piece(tok.bos())));
+        let add_special = tok
+            .bos()
+            .is_none_or(|_| !prompt.starts_with(&piece(tok.bos())));
         let ids = tok.encode(&prompt, add_special, true);
         // Reuse the cached prefix; always evaluate at least one token to get fresh logits.
-        let common = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
+        let common = cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
         session.truncate(common);
         if ids.len() >= n_ctx {
-            bail!("the conversation ({} tokens) no longer fits the context ({n_ctx}); raise -c", ids.len());
+            bail!(
+                "the conversation ({} tokens) no longer fits the context ({n_ctx}); raise -c",
+                ids.len()
+            );
         }
         let opts = GenOptions {
             max_tokens: usize::try_from(a.n_predict).ok(),

@@ -29,7 +29,10 @@ fn value_json(v: &Value<'_>) -> serde_json::Value {
         Value::F32(f) => json!(f),
         Value::F64(f) => json!(f),
         Value::Array(a) => json!({"type": format!("{:?}", a.elem_type()), "len": a.len()}),
-        _ => v.as_i64().map(|i| json!(i)).unwrap_or(serde_json::Value::Null),
+        _ => v
+            .as_i64()
+            .map(|i| json!(i))
+            .unwrap_or(serde_json::Value::Null),
     }
 }
 
@@ -51,7 +54,9 @@ pub fn main(a: Args) -> Result<()> {
         let e = by_type.entry(t.ty.name()).or_default();
         e.0 += 1;
         e.1 += t.data.len() as u64;
-        tensors.push(json!({"name": t.name, "type": t.ty.name(), "shape": t.shape(), "bytes": t.data.len()}));
+        tensors.push(
+            json!({"name": t.name, "type": t.ty.name(), "shape": t.shape(), "bytes": t.data.len()}),
+        );
     }
     let config = Config::from_gguf(&g);
     let (hparams, memory) = match &config {
@@ -97,7 +102,12 @@ pub fn main(a: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("file:         {} ({} bytes, GGUF v{})", a.file.display(), f.len(), g.version());
+    println!(
+        "file:         {} ({} bytes, GGUF v{})",
+        a.file.display(),
+        f.len(),
+        g.version()
+    );
     println!("architecture: {}", g.architecture().unwrap_or("?"));
     if let Err(e) = &config {
         println!("  (cannot run: {e})");

@@ -39,8 +39,10 @@ pub fn logprob(logits: &[f32], target: u32) -> f64 {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let bytes = std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
-    let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", a.file.display()))?;
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", a.file.display()))?;
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
     let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
@@ -87,7 +89,10 @@ pub fn main(a: Args) -> Result<()> {
     }
     let ppl = (nll / count as f64).exp();
     if a.json {
-        println!("{}", json!({"ppl": ppl, "tokens": count, "chunks": n_chunk, "n_ctx": n_ctx}));
+        println!(
+            "{}",
+            json!({"ppl": ppl, "tokens": count, "chunks": n_chunk, "n_ctx": n_ctx})
+        );
     } else {
         eprintln!();
         println!(

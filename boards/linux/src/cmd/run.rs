@@ -96,8 +96,10 @@ pub fn main(a: Args) -> Result<()> {
     let prompt = match (&a.prompt, &a.prompt_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => {
-            let bytes = std::fs::read(f).with_context(|| format!("cannot read prompt file {}", f.display()))?;
-            String::from_utf8(bytes).with_context(|| format!("prompt file {} is not UTF-8", f.display()))?
+            let bytes = std::fs::read(f)
+                .with_context(|| format!("cannot read prompt file {}", f.display()))?;
+            String::from_utf8(bytes)
+                .with_context(|| format!("prompt file {} is not UTF-8", f.display()))?
         }
         (None, None) => anyhow::bail!("give a prompt with -p TEXT or -f FILE"),
     };
@@ -105,7 +107,8 @@ pub fn main(a: Args) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
     let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
-    let tok = Tokenizer::from_gguf(&g).with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
+    let tok = Tokenizer::from_gguf(&g)
+        .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan(&model.config, n_ctx)?;
     let mut mem = alloc_memory(&plan);

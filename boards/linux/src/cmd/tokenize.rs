@@ -28,11 +28,12 @@ pub struct Args {
 pub fn main(a: Args) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
-    let tok = Tokenizer::from_gguf(&g).with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
+    let tok = Tokenizer::from_gguf(&g)
+        .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let ids = tok.encode(&a.text, !a.no_special, !a.no_parse_special);
     let pieces: Vec<String> = ids
         .iter()
-        .map(|&id| String::from_utf8_lossy(&tok.token_bytes(id, true)).into_owned())
+        .map(|&id| String::from_utf8_lossy(tok.token_bytes(id, true)).into_owned())
         .collect();
     if a.json {
         println!("{}", json!({"ids": ids, "pieces": pieces}));
