@@ -8,6 +8,11 @@ extern crate alloc;
 extern crate std;
 
 pub mod gguf;
+pub mod kv;
+pub mod model;
+pub mod plan;
 pub mod quant;
+pub mod sampler;
+pub mod session;
 #[cfg(feature = "alloc")]
 pub mod tokenizer;

@@ -1,4 +1,5 @@
 //! GGUF reader: round trips through the writer, and a corpus of broken files that each give their typed error.
+#![cfg(feature = "std")]
 
 use edgelm::gguf::write::{GgufWriter, MetaValue};
 use edgelm::gguf::{Gguf, GgufError, Section, Value, ValueType};

@@ -1,1 +1,44 @@
-fn main() {}
+//! `edgelm`: run, chat with, tokenize, inspect and score small language models from GGUF files.
+
+mod cmd;
+mod load;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Small language models on edge hardware.
+#[derive(Parser)]
+#[command(name = "edgelm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt, streamed to stdout.
+    Run(cmd::run::Args),
+    /// Interactive multi-turn chat using the file's chat template.
+    Chat(cmd::chat::Args),
+    /// Show the token ids and pieces of a text.
+    Tokenize(cmd::tokenize::Args),
+    /// Show architecture, hyper-parameters, tokenizer, tensors and the memory plan of a file.
+    Inspect(cmd::inspect::Args),
+    /// Perplexity over a text file, as llama.cpp's llama-perplexity computes it.
+    Perplexity(cmd::perplexity::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r: Result<()> = match cli.cmd {
+        Command::Run(a) => cmd::run::main(a),
+        Command::Chat(a) => cmd::chat::main(a),
+        Command::Tokenize(a) => cmd::tokenize::main(a),
+        Command::Inspect(a) => cmd::inspect::main(a),
+        Command::Perplexity(a) => cmd::perplexity::main(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

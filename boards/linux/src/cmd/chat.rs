@@ -1,0 +1,149 @@
+//! `edgelm chat`: interactive multi-turn chat with the chat template stored in the file.
+//! Each turn the whole conversation is rendered again; the KV cache keeps the longest prefix that
+//! did not change, so only the new turn is evaluated.
+
+use crate::cmd::run::SamplingArgs;
+use crate::load::ModelFile;
+use anyhow::{bail, Context, Result};
+use edgelm::model::ModelVec;
+use edgelm::session::{alloc_memory, GenOptions, Generator, Session};
+use edgelm::tokenizer::Tokenizer;
+use minijinja::{context, Environment, Error, ErrorKind};
+use serde_json::json;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+/// Arguments of `edgelm chat`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file with a chat template.
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// System prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Context size (default: the model's, at most 4096).
+    #[arg(short = 'c', long = "ctx-size")]
+    ctx: Option<usize>,
+    /// Most tokens per reply (-1 = until end of turn).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    n_predict: i64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// Renders a conversation with a Hugging Face chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    /// Compiles `source` (Jinja) with the functions HF templates expect.
+    pub fn new(source: &str, bos: String, eos: String) -> Result<ChatTemplate> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", source.to_string())
+            .context("the file's chat template does not compile")?;
+        Ok(ChatTemplate { env, bos, eos })
+    }
+
+    /// The prompt text for `messages` (role/content objects), ready for the assistant's turn.
+    pub fn render(&self, messages: &[serde_json::Value]) -> Result<String> {
+        let t = self.env.get_template("chat")?;
+        Ok(t.render(context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })?)
+    }
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let file = ModelFile::open(&a.model)?;
+    let g = file.gguf()?;
+    let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
+    let Some(src) = g.get_str("tokenizer.chat_template") else {
+        bail!(
+            "{} has no chat template (tokenizer.chat_template); use `edgelm run`",
+            a.model.display()
+        );
+    };
+    let piece = |id: Option<u32>| {
+        id.map(|i| String::from_utf8_lossy(tok.token_bytes(i, true)).into_owned())
+            .unwrap_or_default()
+    };
+    let template = ChatTemplate::new(src, piece(tok.bos()), piece(tok.eos()))?;
+    let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
+    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let mut mem = alloc_memory(&plan);
+    let mut session = Session::new(&model, &mut mem, n_ctx)?;
+    let params = a.sampling.params();
+
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(json!({"role": "system", "content": s}));
+    }
+    let mut cached: Vec<u32> = Vec::new();
+    let interactive = std::io::stdin().is_terminal();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("\n> ");
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("stdin is not UTF-8 text")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        messages.push(json!({"role": "user", "content": line}));
+        let prompt = template.render(&messages)?;
+        let add_special = tok
+            .bos()
+            .is_none_or(|_| !prompt.starts_with(&piece(tok.bos())));
+        let ids = tok.encode(&prompt, add_special, true);
+        // Reuse the cached prefix; always evaluate at least one token to get fresh logits.
+        let common = cached
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        session.truncate(common);
+        if ids.len() >= n_ctx {
+            bail!(
+                "the conversation ({} tokens) no longer fits the context ({n_ctx}); raise -c",
+                ids.len()
+            );
+        }
+        let opts = GenOptions {
+            max_tokens: usize::try_from(a.n_predict).ok(),
+            stop: Vec::new(),
+            logprobs: 0,
+        };
+        let mut gen = Generator::new(&mut session, &tok, params, opts);
+        gen.prompt(&ids[common..])?;
+        let mut reply = String::new();
+        let mut generated = Vec::new();
+        let mut out = std::io::stdout().lock();
+        while let Some(step) = gen.next_token()? {
+            generated.extend(step.id);
+            reply.push_str(&step.text);
+            out.write_all(step.text.as_bytes())?;
+            out.flush()?;
+        }
+        writeln!(out)?;
+        cached = ids;
+        cached.extend(generated);
+        cached.truncate(session.pos());
+        messages.push(json!({"role": "assistant", "content": reply}));
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `edgelm perplexity`: llama-perplexity's method — the text cut into non-overlapping windows of
+//! `n_ctx` tokens (BOS replacing each window's first token when the model adds BOS), scoring only
+//! the second half of each window so every scored token has at least `n_ctx/2` tokens of context.
+
+use crate::load::ModelFile;
+use anyhow::{bail, Context, Result};
+use edgelm::model::ModelVec;
+use edgelm::session::{alloc_memory, Session};
+use edgelm::tokenizer::Tokenizer;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `edgelm perplexity`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// UTF-8 text file to score.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Window (context) size.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+    ctx: usize,
+    /// Score at most this many windows (default: all).
+    #[arg(long)]
+    chunks: Option<usize>,
+    /// Print `{"ppl":..,"tokens":..}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// log p(target | logits), computed stably in f64.
+pub fn logprob(logits: &[f32], target: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[target as usize] as f64 - max - sum.ln()
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", a.file.display()))?;
+    let file = ModelFile::open(&a.model)?;
+    let g = file.gguf()?;
+    let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
+    let n_ctx = a.ctx;
+    if n_ctx < 4 {
+        bail!("context size {n_ctx} is too small for perplexity (need at least 4)");
+    }
+    let tokens = tok.encode(&text, true, false);
+    let mut n_chunk = tokens.len() / n_ctx;
+    if let Some(c) = a.chunks {
+        n_chunk = n_chunk.min(c);
+    }
+    if n_chunk == 0 {
+        bail!(
+            "the text has {} tokens; perplexity with -c {n_ctx} needs at least {n_ctx}",
+            tokens.len()
+        );
+    }
+    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let mut mem = alloc_memory(&plan);
+    let mut s = Session::new(&model, &mut mem, n_ctx)?;
+    let add_bos = tok.add_bos();
+    let first = n_ctx / 2;
+    let (mut nll, mut count) = (0f64, 0usize);
+    let t0 = Instant::now();
+    for c in 0..n_chunk {
+        let win = &tokens[c * n_ctx..(c + 1) * n_ctx];
+        s.truncate(0);
+        for (j, &t) in win.iter().enumerate() {
+            let t = match (j, add_bos, tok.bos()) {
+                (0, true, Some(bos)) => bos,
+                _ => t,
+            };
+            let logits = s.eval(t)?;
+            if j >= first && j + 1 < n_ctx {
+                nll -= logprob(logits, win[j + 1]);
+                count += 1;
+            }
+        }
+        if !a.json {
+            eprint!("[{}]{:.4} ", c + 1, (nll / count as f64).exp());
+        }
+    }
+    let ppl = (nll / count as f64).exp();
+    if a.json {
+        println!(
+            "{}",
+            json!({"ppl": ppl, "tokens": count, "chunks": n_chunk, "n_ctx": n_ctx})
+        );
+    } else {
+        eprintln!();
+        println!(
+            "perplexity {ppl:.4} over {count} scored tokens ({n_chunk} windows of {n_ctx}), {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

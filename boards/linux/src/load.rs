@@ -1,0 +1,63 @@
+//! Opening a model file: the mmap boundary, then the runtime's zero-copy views.
+
+use anyhow::{bail, Context, Result};
+use edgelm::gguf::Gguf;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// A model file mapped into memory; weights are read in place, never copied.
+pub struct ModelFile {
+    /// Path as given.
+    pub path: PathBuf,
+    map: Mmap,
+}
+
+impl ModelFile {
+    /// Maps `path` read-only.
+    pub fn open(path: &Path) -> Result<ModelFile> {
+        if !path.exists() {
+            bail!(
+                "model file not found: {} (scripts/fetch-models downloads the default model)",
+                path.display()
+            );
+        }
+        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        if f.metadata()?.is_dir() {
+            bail!("{} is a directory, not a GGUF file", path.display());
+        }
+        // SAFETY: the file is mapped read-only and only read through this map; like llama.cpp we
+        // assume nobody truncates or rewrites a model file while it is being run.
+        let map =
+            unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+        Ok(ModelFile {
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    /// The GGUF view (validated).
+    pub fn gguf(&self) -> Result<Gguf<'_>> {
+        Gguf::parse(&self.map)
+            .with_context(|| format!("{} is not a valid GGUF file", self.path.display()))
+    }
+
+    /// File size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

@@ -1,0 +1,300 @@
+//! The `edgelm` command end to end on the real SmolLM2 file: JSON contracts and clear errors.
+
+use edgelm::gguf::write::{GgufWriter, MetaValue};
+use edgelm_suite::smollm2;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn edgelm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgelm"))
+        .args(args)
+        .output()
+        .expect("edgelm runs")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let o = edgelm(args);
+    assert!(
+        o.status.success(),
+        "edgelm {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Runs and expects failure with a message containing every `needles` entry.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let o = edgelm(args);
+    assert!(!o.status.success(), "edgelm {args:?} should fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr of {args:?} lacks {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("edgelm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn run_json_greedy() {
+    let m = smollm2();
+    let j = ok_json(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--json",
+        "--logprobs",
+        "3",
+        "-c",
+        "64",
+    ]);
+    assert_eq!(
+        j["prompt_tokens"],
+        serde_json::json!([504, 3575, 282, 4649, 314])
+    );
+    assert_eq!(j["tokens"][0], 7042);
+    assert!(j["text"].as_str().unwrap().starts_with(" Paris"));
+    for k in ["load_ms", "prompt_tok_s", "gen_tok_s"] {
+        assert!(j["timings"][k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert!(j["peak_rss_bytes"].as_u64().unwrap() > 50 << 20);
+    let lp = j["logprobs"].as_array().unwrap();
+    assert_eq!(lp.len(), 4);
+    for (step, tok) in lp.iter().zip(j["tokens"].as_array().unwrap()) {
+        let c = step.as_array().unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(&c[0]["id"], tok, "greedy picks the top candidate");
+        let l: Vec<f64> = c.iter().map(|x| x["logprob"].as_f64().unwrap()).collect();
+        assert!(l[0] <= 0.0 && l[0] >= l[1] && l[1] >= l[2]);
+    }
+}
+
+#[test]
+fn run_streams_text_and_same_seed_same_text() {
+    let m = smollm2();
+    let args = [
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "Once upon a time",
+        "-n",
+        "12",
+        "--seed",
+        "42",
+        "-c",
+        "64",
+    ];
+    let a = edgelm(&args);
+    let b = edgelm(&args);
+    assert!(a.status.success());
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout, "same seed, same text");
+    assert!(String::from_utf8_lossy(&a.stderr).contains("tok/s"));
+    let c = edgelm(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "3",
+        "--temp",
+        "0",
+    ]);
+    assert!(String::from_utf8_lossy(&c.stdout).starts_with(" Paris"));
+}
+
+#[test]
+fn stop_string_ends_generation() {
+    let m = smollm2();
+    let j = ok_json(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "--stop",
+        ".",
+        "--json",
+    ]);
+    assert_eq!(j["text"], " Paris");
+    assert_eq!(j["stop"], "StopString");
+}
+
+#[test]
+fn tokenize_json() {
+    let m = smollm2();
+    let j = ok_json(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "The capital of France is",
+        "--json",
+    ]);
+    assert_eq!(j["ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    assert_eq!(j["pieces"][1], " capital");
+    let j = ok_json(&[
+        "tokenize",
+        "-m",
+        m.to_str().unwrap(),
+        "<|im_start|>user",
+        "--json",
+    ]);
+    assert_eq!(j["ids"][0], 1, "special tokens are parsed");
+}
+
+#[test]
+fn inspect_json_has_plan() {
+    let m = smollm2();
+    let j = ok_json(&["inspect", m.to_str().unwrap(), "-c", "128", "--json"]);
+    assert_eq!(j["architecture"], "llama");
+    assert_eq!(j["hparams"]["n_layer"], 30);
+    assert_eq!(j["memory"]["kv_bytes"], 2 * 30 * 128 * 192 * 2);
+    assert!(
+        j["memory"]["total_bytes"].as_u64().unwrap() > j["memory"]["kv_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(j["tensors"].as_array().unwrap().len(), 272);
+    assert!(j["types"]["Q4_1"]["tensors"].as_u64().unwrap() > 100);
+}
+
+#[test]
+fn perplexity_json() {
+    let m = smollm2();
+    let text = edgelm_suite::repo_root().join("tests/data/text/reference.txt");
+    let j = ok_json(&[
+        "perplexity",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "64",
+        "--chunks",
+        "2",
+        "--json",
+    ]);
+    let ppl = j["ppl"].as_f64().unwrap();
+    assert!(ppl > 1.0 && ppl < 200.0, "{ppl}");
+    assert_eq!(j["tokens"], 2 * 31);
+}
+
+#[test]
+fn chat_two_turns_from_stdin() {
+    let m = smollm2();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgelm"))
+        .args([
+            "chat",
+            "-m",
+            m.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "8",
+            "-c",
+            "256",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello!\nWhat is 2+2?\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
+        "{out}"
+    );
+}
+
+#[test]
+fn clear_errors() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    fails_with(
+        &["run", "-m", "/nonexistent/model.gguf", "-p", "hi"],
+        &["model file not found", "fetch-models"],
+    );
+    // A truncated copy of the real file.
+    let bytes = std::fs::read(&m).unwrap();
+    let cut = tmp("truncated.gguf");
+    std::fs::write(&cut, &bytes[..1000]).unwrap();
+    fails_with(
+        &["run", "-m", cut.to_str().unwrap(), "-p", "hi"],
+        &["not a valid GGUF file", "truncated"],
+    );
+    fails_with(&["inspect", cut.to_str().unwrap()], &["truncated"]);
+    // Not a GGUF at all.
+    let junk = tmp("junk.gguf");
+    std::fs::write(&junk, b"hello world, not a model").unwrap();
+    fails_with(
+        &["run", "-m", junk.to_str().unwrap(), "-p", "hi"],
+        &["not a GGUF file"],
+    );
+    // Prompt longer than the context.
+    let long = "word ".repeat(200);
+    fails_with(
+        &["run", "-m", ms, "-p", &long, "-c", "32"],
+        &["more than the context size"],
+    );
+    // Non-UTF-8 prompt file.
+    let bad = tmp("bad.txt");
+    std::fs::write(&bad, [0x66, 0xff, 0xfe, 0x0a]).unwrap();
+    fails_with(
+        &["run", "-m", ms, "-f", bad.to_str().unwrap()],
+        &["not UTF-8"],
+    );
+    fails_with(
+        &["perplexity", "-m", ms, "-f", bad.to_str().unwrap()],
+        &["not UTF-8"],
+    );
+    // An architecture we do not run.
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", MetaValue::Str("mamba".into()));
+    let arch = tmp("mamba.gguf");
+    std::fs::write(&arch, w.to_bytes(&[]).unwrap()).unwrap();
+    fails_with(
+        &["run", "-m", arch.to_str().unwrap(), "-p", "hi"],
+        &["unknown architecture 'mamba'", "llama"],
+    );
+    // Too little text for perplexity.
+    let short = tmp("short.txt");
+    std::fs::write(&short, "Just a few words.").unwrap();
+    fails_with(
+        &[
+            "perplexity",
+            "-m",
+            ms,
+            "-f",
+            short.to_str().unwrap(),
+            "-c",
+            "128",
+        ],
+        &["needs at least 128"],
+    );
+    assert!(Path::new(ms).exists());
+}

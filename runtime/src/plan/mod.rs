@@ -1,0 +1,159 @@
+//! Memory plan: the exact bytes a session needs, known before any weights are touched,
+//! and the carving of one caller-provided buffer into the KV cache and scratch buffers.
+
+use crate::kv::KvCache;
+use crate::model::{state_sizes, Config, State};
+use crate::sampler::Candidate;
+use half::f16;
+
+/// Every buffer starts on this boundary (cache line; SIMD-friendly).
+pub const ALIGN: usize = 64;
+
+/// Bytes a session needs for a model config and context length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Context length planned for.
+    pub n_ctx: usize,
+    /// KV cache bytes (keys + values, all layers).
+    pub kv_bytes: usize,
+    /// Activation scratch bytes.
+    pub scratch_bytes: usize,
+    /// Sampler candidate buffer bytes.
+    pub sampler_bytes: usize,
+    /// Total bytes to provide, including alignment slack for any buffer address.
+    pub total_bytes: usize,
+}
+
+/// Why a plan or carve failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The context length is zero or the sizes overflow.
+    BadContext(usize),
+    /// The buffer given is smaller than the plan.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+impl core::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PlanError::BadContext(n) => write!(f, "context length {n} is zero or too large"),
+            PlanError::BufferTooSmall { needed, got } => {
+                write!(
+                    f,
+                    "session memory too small: {got} bytes given, {needed} needed"
+                )
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for PlanError {}
+
+fn padded(bytes: usize) -> Option<usize> {
+    bytes.checked_add(ALIGN - 1).map(|b| b / ALIGN * ALIGN)
+}
+
+/// Bytes of the sampler's candidate buffer: one (id, logit) pair per vocabulary entry.
+pub fn sampler_bytes(n_vocab: usize) -> usize {
+    n_vocab * core::mem::size_of::<Candidate>()
+}
+
+/// The exact memory a session with context `n_ctx` needs.
+pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
+    let bad = PlanError::BadContext(n_ctx);
+    if n_ctx == 0 || n_ctx > 1 << 24 {
+        return Err(bad);
+    }
+    let kv_elems = KvCache::elements(c.n_layer, n_ctx, c.kv_dim()).ok_or(bad)?;
+    let kv_bytes = 2 * padded(kv_elems.checked_mul(2).ok_or(bad)?).ok_or(bad)?;
+    let mut scratch_bytes = 0usize;
+    for (n, sz) in state_sizes(c, n_ctx) {
+        scratch_bytes = scratch_bytes
+            .checked_add(padded(n.checked_mul(sz).ok_or(bad)?).ok_or(bad)?)
+            .ok_or(bad)?;
+    }
+    let sampler = padded(sampler_bytes(c.n_vocab)).ok_or(bad)?;
+    let total_bytes = kv_bytes + scratch_bytes + sampler + ALIGN;
+    Ok(Plan {
+        n_ctx,
+        kv_bytes,
+        scratch_bytes,
+        sampler_bytes: sampler,
+        total_bytes,
+    })
+}
+
+/// Hands out aligned, typed sub-slices of one byte buffer.
+struct Arena<'m> {
+    rest: &'m mut [u8],
+}
+
+impl<'m> Arena<'m> {
+    fn bytes(&mut self, n: usize) -> &'m mut [u8] {
+        let skip = self.rest.as_ptr().align_offset(ALIGN).min(self.rest.len());
+        let rest = core::mem::take(&mut self.rest);
+        let (_, rest) = rest.split_at_mut(skip);
+        let take = padded(n).unwrap_or(n).min(rest.len());
+        let (head, tail) = rest.split_at_mut(take);
+        self.rest = tail;
+        &mut head[..n]
+    }
+
+    fn typed<T: bytemuck::Pod>(&mut self, n: usize) -> &'m mut [T] {
+        let b = self.bytes(n * core::mem::size_of::<T>());
+        // Aligned to 64 above, so the cast cannot fail on alignment or size.
+        bytemuck::try_cast_slice_mut(b).unwrap_or_default()
+    }
+}
+
+/// The KV cache, activation state and sampler buffer carved out of one caller buffer.
+#[derive(Debug)]
+pub struct Buffers<'m> {
+    /// Key/value cache.
+    pub kv: KvCache<'m>,
+    /// Activation scratch.
+    pub state: State<'m>,
+    /// Sampler candidates (id, logit) pairs.
+    pub candidates: &'m mut [Candidate],
+}
+
+/// Splits `mem` (at least `plan.total_bytes`) into the session's buffers. Allocates nothing.
+pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>, PlanError> {
+    if mem.len() < p.total_bytes {
+        return Err(PlanError::BufferTooSmall {
+            needed: p.total_bytes,
+            got: mem.len(),
+        });
+    }
+    let mut a = Arena { rest: mem };
+    let kv_elems = KvCache::elements(c.n_layer, p.n_ctx, c.kv_dim()).unwrap_or(0);
+    let k: &mut [f16] = a.typed(kv_elems);
+    let v: &mut [f16] = a.typed(kv_elems);
+    let s = state_sizes(c, p.n_ctx);
+    let state = State {
+        x: a.typed(s[0].0),
+        xb: a.typed(s[1].0),
+        xb2: a.typed(s[2].0),
+        q: a.typed(s[3].0),
+        k: a.typed(s[4].0),
+        v: a.typed(s[5].0),
+        att: a.typed(s[6].0),
+        hb: a.typed(s[7].0),
+        hb2: a.typed(s[8].0),
+        logits: a.typed(s[9].0),
+        act: a.bytes(s[10].0),
+    };
+    let candidates: &mut [Candidate] = a.typed(c.n_vocab);
+    Ok(Buffers {
+        kv: KvCache::new(k, v, p.n_ctx, c.kv_dim()),
+        state,
+        candidates,
+    })
+}

@@ -1,0 +1,174 @@
+//! A session: one conversation's KV cache and scratch over a borrowed model; feed tokens, read
+//! logits, sample. When the context is full, `eval` returns [`SessionError::ContextFull`]: the
+//! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
+
+use crate::kv::KvCache;
+use crate::model::{llama, Arch, LayerWeights, Model, State};
+use crate::plan::{carve, plan, Plan, PlanError};
+use crate::sampler::{top_logprobs, Candidate, Sampler};
+use core::fmt;
+
+#[cfg(feature = "alloc")]
+mod generate;
+#[cfg(feature = "alloc")]
+pub use generate::{GenOptions, Generator, Step, StopReason};
+
+/// Why a session call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// All `n_ctx` positions are used.
+    ContextFull {
+        /// The session's context length.
+        n_ctx: usize,
+    },
+    /// A token id is not in the vocabulary.
+    TokenOutOfRange {
+        /// The id.
+        token: u32,
+        /// Vocabulary size.
+        n_vocab: usize,
+    },
+    /// The memory plan failed.
+    Plan(PlanError),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::ContextFull { n_ctx } => {
+                write!(f, "context is full ({n_ctx} tokens); use a larger context (-c) or a shorter prompt")
+            }
+            SessionError::TokenOutOfRange { token, n_vocab } => {
+                write!(
+                    f,
+                    "token id {token} is outside the vocabulary ({n_vocab} tokens)"
+                )
+            }
+            SessionError::Plan(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for SessionError {}
+
+impl From<PlanError> for SessionError {
+    fn from(e: PlanError) -> Self {
+        SessionError::Plan(e)
+    }
+}
+
+/// The state of one generation: KV cache, activations and position, all in caller memory.
+pub struct Session<'m, 'a, L> {
+    model: &'m Model<'a, L>,
+    kv: KvCache<'m>,
+    state: State<'m>,
+    candidates: &'m mut [Candidate],
+    pos: usize,
+    plan: Plan,
+}
+
+impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
+    /// A session of context `n_ctx` in `mem`, which must hold `plan(config, n_ctx).total_bytes`.
+    pub fn new(
+        model: &'m Model<'a, L>,
+        mem: &'m mut [u8],
+        n_ctx: usize,
+    ) -> Result<Self, SessionError> {
+        let plan = plan(&model.config, n_ctx)?;
+        let b = carve(&model.config, &plan, mem)?;
+        Ok(Session {
+            model,
+            kv: b.kv,
+            state: b.state,
+            candidates: b.candidates,
+            pos: 0,
+            plan,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m Model<'a, L> {
+        self.model
+    }
+
+    /// Tokens in the context so far.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Context length.
+    pub fn n_ctx(&self) -> usize {
+        self.plan.n_ctx
+    }
+
+    /// The memory plan this session was built with.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Forgets everything after the first `pos` tokens (keeps a shared prefix, or `0` to restart).
+    pub fn truncate(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos);
+    }
+
+    /// Runs one token and returns the logits predicting the next one.
+    pub fn eval(&mut self, token: u32) -> Result<&[f32], SessionError> {
+        let c = &self.model.config;
+        if self.pos >= self.plan.n_ctx {
+            return Err(SessionError::ContextFull {
+                n_ctx: self.plan.n_ctx,
+            });
+        }
+        if token as usize >= c.n_vocab {
+            return Err(SessionError::TokenOutOfRange {
+                token,
+                n_vocab: c.n_vocab,
+            });
+        }
+        match c.arch {
+            Arch::Llama | Arch::Qwen2 => {
+                llama::forward(self.model, &mut self.state, &mut self.kv, token, self.pos)
+            }
+        }
+        self.pos += 1;
+        Ok(&self.state.logits[..c.n_vocab])
+    }
+
+    /// Runs several tokens; returns the logits after the last one.
+    pub fn eval_all(&mut self, tokens: &[u32]) -> Result<&[f32], SessionError> {
+        if self.pos + tokens.len() > self.plan.n_ctx {
+            return Err(SessionError::ContextFull {
+                n_ctx: self.plan.n_ctx,
+            });
+        }
+        for &t in tokens {
+            self.eval(t)?;
+        }
+        Ok(self.logits())
+    }
+
+    /// The logits of the last evaluated token.
+    pub fn logits(&self) -> &[f32] {
+        &self.state.logits[..self.model.config.n_vocab]
+    }
+
+    /// Samples the next token from the current logits.
+    pub fn sample(&mut self, sampler: &mut Sampler) -> u32 {
+        let n = self.model.config.n_vocab;
+        sampler.sample(&self.state.logits[..n], self.candidates)
+    }
+
+    /// The `k` most likely next tokens with log-probabilities of the raw logits.
+    pub fn top_logprobs(&mut self, k: usize) -> &[Candidate] {
+        let n = self.model.config.n_vocab;
+        top_logprobs(&self.state.logits[..n], k, self.candidates)
+    }
+}
+
+/// Allocates exactly `plan.total_bytes` of session memory.
+#[cfg(feature = "alloc")]
+pub fn alloc_memory(plan: &Plan) -> alloc::vec::Vec<u8> {
+    alloc::vec![0u8; plan.total_bytes]
+}

