@@ -1,6 +1,7 @@
 //! Tokenizer behaviour beyond llama.cpp's test vectors: SmolLM2's real file, special tokens,
 //! BOS/EOS, end-of-generation ids, detokenizing round trips, streaming decode, and the typed
 //! errors of `from_gguf`.
+#![cfg(feature = "std")]
 
 mod tokenizer_util;
 

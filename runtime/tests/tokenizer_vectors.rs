@@ -4,6 +4,7 @@
 //!
 //! The files come from llama.cpp's `models/` folder (shipped in the llama-cpp-python sdist) and
 //! are installed by `scripts/fetch-models` into `$EDGELM_MODELS/vocab/`.
+#![cfg(feature = "std")]
 
 mod tokenizer_util;
 

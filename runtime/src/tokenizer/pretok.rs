@@ -39,8 +39,8 @@ pub(crate) fn split(pre: PreTokenizer, cps: &[char], fl: &[u8]) -> Vec<usize> {
             offs = runs(cps, fl, &offs, |_, f| f & NUMBER != 0, Some(1));
             offs = gpt2(cps, fl, &offs);
         }
-        PreTokenizer::Llama3 => offs = llama3(cps, fl, &offs, Some(3)),
-        PreTokenizer::Qwen2 => offs = llama3(cps, fl, &offs, Some(1)),
+        PreTokenizer::Llama3 => offs = llama3(cps, fl, &offs, 3),
+        PreTokenizer::Qwen2 => offs = llama3(cps, fl, &offs, 1),
         PreTokenizer::Default => {
             // [\p{P}\$\+<=>\^~\|]+ ; GPT-2 ; \p{N}+ ; [0-9][0-9][0-9]
             offs = runs(
@@ -225,10 +225,9 @@ fn whitespace(p: Piece<'_>, out: &mut Out<'_>, mut pos: usize, crlf: bool) -> us
     pos
 }
 
-/// Llama 3 (`digits = Some(3)`) and Qwen2 (`Some(1)`):
+/// Llama 3 (`group = 3`) and Qwen2 (`group = 1`):
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,D}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-fn llama3(cps: &[char], fl: &[u8], offs: &[usize], digits: Option<usize>) -> Vec<usize> {
-    let group = digits.unwrap_or(usize::MAX);
+fn llama3(cps: &[char], fl: &[u8], offs: &[usize], group: usize) -> Vec<usize> {
     each_piece(cps, fl, offs, |p, out| {
         let mut pos = p.ini;
         while pos < p.end {
@@ -361,4 +360,71 @@ pub(crate) fn classify(s: &str, cps: &mut Vec<char>, fl: &mut Vec<u8>) {
         fl.push(flags(c));
     }
     debug_assert!(fl.iter().all(|&f| f & IN != 0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    /// The pieces of `s`, as strings.
+    fn pieces(pre: PreTokenizer, s: &str) -> Vec<String> {
+        let (mut cps, mut fl) = (Vec::new(), Vec::new());
+        classify(s, &mut cps, &mut fl);
+        let mut at = 0;
+        split(pre, &cps, &fl)
+            .into_iter()
+            .map(|n| {
+                let p: String = cps[at..at + n].iter().collect();
+                at += n;
+                p
+            })
+            .collect()
+    }
+
+    // Expected splits worked out by hand from the regexes in llama.cpp's llm_tokenizer_bpe.
+
+    #[test]
+    fn gpt2_regex() {
+        use PreTokenizer::Gpt2;
+        assert_eq!(pieces(Gpt2, "Hello world"), ["Hello", " world"]);
+        assert_eq!(pieces(Gpt2, "don't I'LL"), ["don", "'t", " I", "'", "LL"]);
+        // \s+(?!\S) leaves the last space to the next word.
+        assert_eq!(pieces(Gpt2, "x   y"), ["x", "  ", " y"]);
+        assert_eq!(pieces(Gpt2, "x  "), ["x", "  "]);
+        assert_eq!(pieces(Gpt2, " 123 ?!"), [" 123", " ?!"]);
+        assert_eq!(pieces(Gpt2, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn smollm_isolates_digits_first() {
+        use PreTokenizer::Smollm;
+        // The digit split ends the piece " " before "1", so the space cannot join the number.
+        assert_eq!(pieces(Smollm, "a 12"), ["a", " ", "1", "2"]);
+        assert_eq!(pieces(Smollm, "x2y"), ["x", "2", "y"]);
+    }
+
+    #[test]
+    fn llama3_and_qwen2_regexes() {
+        use PreTokenizer::{Llama3, Qwen2};
+        assert_eq!(pieces(Llama3, "1234567"), ["123", "456", "7"]);
+        assert_eq!(pieces(Qwen2, "123"), ["1", "2", "3"]);
+        // Case-insensitive contractions, and one non-letter may lead a word.
+        assert_eq!(pieces(Llama3, "I'LL go"), ["I", "'LL", " go"]);
+        assert_eq!(pieces(Llama3, "$hello"), ["$hello"]);
+        assert_eq!(pieces(Llama3, "hi!!\n\nyo"), ["hi", "!!\n\n", "yo"]);
+        assert_eq!(pieces(Llama3, "a \n\n b"), ["a", " \n\n", " b"]);
+        assert_eq!(pieces(Qwen2, "x   y"), ["x", "  ", " y"]);
+    }
+
+    #[test]
+    fn default_list() {
+        use PreTokenizer::Default;
+        // [\p{P}\$\+<=>\^~\|]+ , then GPT-2, then \p{N}+, then [0-9]{3}.
+        assert_eq!(
+            pieces(Default, "a+=b 12345"),
+            ["a", "+=", "b", " ", "123", "45"]
+        );
+        assert_eq!(pieces(Default, "x, y"), ["x", ",", " y"]);
+    }
 }
