@@ -51,6 +51,10 @@ fn smollm2_prompt() {
     let tok = smollm2();
     assert_eq!(tok.n_vocab(), 49152);
     assert_eq!(
+        tok.pre_tokenizer(),
+        Some(edgelm::tokenizer::PreTokenizer::Smollm)
+    );
+    assert_eq!(
         tok.encode("The capital of France is", false, false),
         [504, 3575, 282, 4649, 314]
     );

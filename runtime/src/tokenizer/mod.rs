@@ -295,6 +295,14 @@ impl Tokenizer {
         self.vocab.len()
     }
 
+    /// The BPE pre-tokenizer (`None` for SPM, which has none).
+    pub fn pre_tokenizer(&self) -> Option<PreTokenizer> {
+        match &self.model {
+            Model::Bpe { pre, .. } => Some(*pre),
+            Model::Spm { .. } => None,
+        }
+    }
+
     /// Beginning-of-sequence token.
     pub fn bos(&self) -> Option<u32> {
         self.bos
