@@ -54,7 +54,7 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
         rope(s.k, c.n_head_kv, c, pos, m.rope_freqs.as_ref());
         kv.store(l, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
         let (kc, vc) = kv.layer(l, pos + 1);
-        attention(s.xb2, s.q, kc, vc, pos + 1, c, s.att, scale);
+        attention(s.xb2, s.q, kc, vc, pos + 1, c, scale);
         matvec(&w.wo, &s.xb2[..q_dim], s.act, s.xb);
         residual(s.x, s.xb);
 

@@ -6,6 +6,7 @@
 mod config;
 mod error;
 pub mod llama;
+pub mod math;
 pub mod ops;
 pub mod qwen2;
 mod state;

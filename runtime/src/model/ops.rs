@@ -1,5 +1,6 @@
 //! Numerical building blocks shared by the architectures, mirroring ggml's CPU numerics.
 
+use super::math;
 use super::{Config, RopeKind, Vector, Weight};
 use crate::quant;
 use half::f16;
@@ -10,7 +11,7 @@ pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
     let n = aty.row_bytes(w.cols).unwrap_or(0);
     let act = &mut act[..n];
     // Shapes were checked at load, so both calls only fail on a runtime bug.
-    let _ = quant::quantize_row(aty, &x[..w.cols], act);
+    let _ = quant::quantize_act_row(aty, &x[..w.cols], act);
     quant::matvec(w.ty, w.cols, w.data, act, &mut out[..w.rows]);
 }
 
@@ -21,9 +22,9 @@ pub fn add_bias(x: &mut [f32], b: &Vector<'_>) {
     }
 }
 
-/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * w` (sum in f64 as ggml does).
+/// RMSNorm: `out = x / sqrt(mean(x²) + eps) * w` (squares in f32, summed in f64, as ggml does).
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &Vector<'_>, eps: f32) {
-    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let ss: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (ss / x.len() as f64) as f32;
     let scale = 1.0 / libm::sqrtf(mean + eps);
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
@@ -36,7 +37,7 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
     let hd = c.head_dim;
     let n_rot = c.rope_dim;
     // ggml builds theta by repeated multiplication; doing the same keeps rounding identical.
-    let theta_scale = libm::powf(c.rope_base, -2.0 / n_rot as f32);
+    let theta_scale = math::powf(c.rope_base, -2.0 / n_rot as f32);
     for h in 0..n_heads {
         let head = &mut x[h * hd..(h + 1) * hd];
         let mut theta = pos as f32;
@@ -45,14 +46,15 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
                 Some(f) => theta / f.get(i),
                 None => theta,
             };
-            let (s, co) = (libm::sinf(t), libm::cosf(t));
+            let (s, co) = (math::sinf(t), math::cosf(t));
             let (a, b) = match c.rope_kind {
                 RopeKind::Normal => (2 * i, 2 * i + 1),
                 RopeKind::Neox => (i, i + n_rot / 2),
             };
             let (x0, x1) = (head[a], head[b]);
-            head[a] = x0 * co - x1 * s;
-            head[b] = x0 * s + x1 * co;
+            // ggml's compiled rotation fuses the first product of each line.
+            head[a] = fma32(x0, co, -(x1 * s));
+            head[b] = fma32(x0, s, x1 * co);
             theta *= theta_scale;
         }
     }
@@ -63,7 +65,7 @@ pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
+        *v = math::expf(*v - max);
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
@@ -72,53 +74,134 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// SiLU(gate) · up, in place into `gate`.
+/// SiLU(gate) · up, in place into `gate`, with ggml's vectorized exp (see [`expf_ggml`]) on
+/// 16-element groups and libm's on the tail, as llama.cpp computes it on x86.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    let n16 = gate.len() - gate.len() % 16;
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+        let e = if i < n16 {
+            expf_ggml(-*g)
+        } else {
+            math::expf(-*g)
+        };
+        *g = *g / (1.0 + e) * u;
     }
+}
+
+/// `a * b + c` rounded once (the product of two f32 is exact in f64).
+#[inline(always)]
+fn fma32(a: f32, b: f32, c: f32) -> f32 {
+    (a as f64 * b as f64 + c as f64) as f32
+}
+
+/// ggml's vectorized `expf` (after ARM's optimized routine; ≤ 1.5 ulp), evaluated lane by lane.
+/// Matching it rather than a correctly rounded exp keeps SiLU bit-identical with llama.cpp.
+pub fn expf_ggml(x: f32) -> f32 {
+    let c = |bits: u32| f32::from_bits(bits);
+    let r = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
+    let z = fma32(x, c(0x3fb8_aa3b), r); // x · log2(e)
+    let n = z - r;
+    let b = fma32(-n, c(0x35bf_be8e), fma32(-n, c(0x3f31_7200), x)); // x − n·ln2, in two parts
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let j = fma32(
+        fma32(
+            fma32(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            fma32(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        fma32(c(0x3f7f_fff6), b, 1.0),
+    );
+    // scalef: j · 2^n with one rounding.
+    (j as f64 * libm::exp2(n as f64)) as f32
 }
 
 /// Causal attention of one query position over `n_pos` cached positions, grouped-query aware.
 ///
-/// Keys and values are f16 rows of `kv_dim`; the query is rounded to f16 for the key dot product,
-/// as ggml does when multiplying with an f16 cache. `att` needs `n_pos` floats per call.
-#[allow(clippy::too_many_arguments)]
+/// This is ggml's CPU flash-attention kernel step for step (llama.cpp's default): the query is
+/// rounded to f16, scores are f16 dot products, the softmax runs online, and the weighted sum of
+/// values is accumulated in f16. SmolLM-class models amplify rounding differences, so matching
+/// llama.cpp token for token needs the same roundings, not merely an exact softmax.
 pub fn attention(
     out: &mut [f32],
-    q: &[f32],
+    q: &mut [f32],
     k_cache: &[f16],
     v_cache: &[f16],
     n_pos: usize,
     c: &Config,
-    att: &mut [f32],
     scale: f32,
 ) {
     let hd = c.head_dim;
     let kv_dim = c.kv_dim();
     let group = c.n_head / c.n_head_kv;
-    let att = &mut att[..n_pos];
     for h in 0..c.n_head {
         let kvh = h / group;
-        let qh = &q[h * hd..(h + 1) * hd];
-        for (t, a) in att.iter_mut().enumerate() {
-            let k = &k_cache[t * kv_dim + kvh * hd..t * kv_dim + (kvh + 1) * hd];
-            let mut s = 0f32;
-            for (&qv, &kv) in qh.iter().zip(k) {
-                s += f16::from_f32(qv).to_f32() * kv.to_f32();
-            }
-            *a = s * scale;
+        let qh = &mut q[h * hd..(h + 1) * hd];
+        for v in qh.iter_mut() {
+            *v = f16::from_f32(*v).to_f32();
         }
-        softmax(att);
-        let o = &mut out[h * hd..(h + 1) * hd];
-        o.fill(0.0);
-        for (t, &a) in att.iter().enumerate() {
-            let v = &v_cache[t * kv_dim + kvh * hd..t * kv_dim + (kvh + 1) * hd];
-            for (ov, &vv) in o.iter_mut().zip(v) {
-                *ov += a * vv.to_f32();
+        // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
+        let acc = &mut out[h * hd..(h + 1) * hd];
+        acc.fill(0.0);
+        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+        for t in 0..n_pos {
+            let row = t * kv_dim + kvh * hd;
+            let s = dot_f16(qh, &k_cache[row..row + hd]) * scale;
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if s > m {
+                let old = m;
+                m = s;
+                ms = math::expf(old - m);
+                for a in acc.iter_mut() {
+                    *a = f16::from_f32(*a * ms).to_f32();
+                }
+            } else {
+                vs = math::expf(s - m);
+            }
+            for (a, &v) in acc.iter_mut().zip(&v_cache[row..row + hd]) {
+                *a = f16::from_f32(fma32(v.to_f32(), vs, *a)).to_f32();
+            }
+            sum = fma32(sum, ms, vs);
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        for a in acc.iter_mut() {
+            *a *= inv;
+        }
+    }
+}
+
+/// Dot product of an f16-valued query with an f16 key row in ggml's AVX-512 summation order:
+/// four accumulators of 16 lanes over 64-element steps, folded 2+2, then halves 8/4/2/1; the tail
+/// (fewer than 64 elements) is added in f64. Products of f16 values are exact in f32.
+fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
+    let n = q.len();
+    let np = n - n % 64;
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, lanes) in acc.iter_mut().enumerate() {
+            for (l, a) in lanes.iter_mut().enumerate() {
+                let e = i + j * 16 + l;
+                *a += q[e] * k[e].to_f32();
             }
         }
     }
+    let mut v = [0f32; 16];
+    for l in 0..16 {
+        v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    }
+    for half in [8, 4, 2, 1] {
+        for l in 0..half {
+            v[l] += v[l + half];
+        }
+    }
+    let mut sum = v[0] as f64;
+    for e in np..n {
+        sum += (q[e] * k[e].to_f32()) as f64;
+    }
+    sum as f32
 }
 
 /// Copies row `token` of the embedding matrix into `out` as f32.

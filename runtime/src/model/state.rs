@@ -15,8 +15,6 @@ pub struct State<'m> {
     pub k: &'m mut [f32],
     /// Values of this position, `kv_dim`.
     pub v: &'m mut [f32],
-    /// Attention scores, `n_ctx`.
-    pub att: &'m mut [f32],
     /// Feed-forward hidden, `n_ff`.
     pub hb: &'m mut [f32],
     /// Feed-forward hidden (second branch), `n_ff`.
@@ -28,7 +26,7 @@ pub struct State<'m> {
 }
 
 /// Element counts of each [`State`] buffer, in field order.
-pub fn state_sizes(c: &super::Config, n_ctx: usize) -> [(usize, usize); 11] {
+pub fn state_sizes(c: &super::Config, _n_ctx: usize) -> [(usize, usize); 10] {
     let wide = c.n_embd.max(c.q_dim());
     let widest = wide.max(c.n_ff);
     // (elements, bytes per element)
@@ -39,7 +37,6 @@ pub fn state_sizes(c: &super::Config, n_ctx: usize) -> [(usize, usize); 11] {
         (c.q_dim(), 4),
         (c.kv_dim(), 4),
         (c.kv_dim(), 4),
-        (n_ctx, 4),
         (c.n_ff, 4),
         (c.n_ff, 4),
         (c.n_vocab, 4),

@@ -144,11 +144,10 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
         q: a.typed(s[3].0),
         k: a.typed(s[4].0),
         v: a.typed(s[5].0),
-        att: a.typed(s[6].0),
-        hb: a.typed(s[7].0),
-        hb2: a.typed(s[8].0),
-        logits: a.typed(s[9].0),
-        act: a.bytes(s[10].0),
+        hb: a.typed(s[6].0),
+        hb2: a.typed(s[7].0),
+        logits: a.typed(s[8].0),
+        act: a.bytes(s[9].0),
     };
     let candidates: &mut [Candidate] = a.typed(c.n_vocab);
     Ok(Buffers {

@@ -281,6 +281,21 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 /// fused multiply-add contraction (`-ffp-contract=off`, or a target without FMA); a `-march=native`
 /// build may contract and then differ now and then in the K-quant scale searches.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    quantize_row_with(ty, src, dst, false)
+}
+
+/// Quantize an activation row for a dot product, the way ggml's CPU backend does at run time
+/// (Q8_0 / Q8_1 differ from the reference quantizer in rounding; other types are the same).
+pub fn quantize_act_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    quantize_row_with(ty, src, dst, true)
+}
+
+fn quantize_row_with(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+    act: bool,
+) -> Result<(), QuantError> {
     check_row(ty, src.len(), dst.len())?;
     use quantize as q;
     let (x, y) = (src, dst);
@@ -292,6 +307,8 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         GgmlType::Q4_1 => q::quantize_q4_1(x, as_blocks_mut(y)),
         GgmlType::Q5_0 => q::quantize_q5_0(x, as_blocks_mut(y)),
         GgmlType::Q5_1 => q::quantize_q5_1(x, as_blocks_mut(y)),
+        GgmlType::Q8_0 if act => q::quantize_q8_0_act(x, as_blocks_mut(y)),
+        GgmlType::Q8_1 if act => q::quantize_q8_1_act(x, as_blocks_mut(y)),
         GgmlType::Q8_0 => q::quantize_q8_0(x, as_blocks_mut(y)),
         GgmlType::Q8_1 => q::quantize_q8_1(x, as_blocks_mut(y)),
         GgmlType::Q2_K => q::quantize_q2_k(x, as_blocks_mut(y)),

@@ -163,6 +163,42 @@ pub fn quantize_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     }
 }
 
+/// One Q8 block the way ggml's CPU backend quantizes activations at run time (x86 AVX2 and the
+/// like): multiplier `127 / amax` and round-half-to-even. The `_ref` quantizer above multiplies by
+/// `1 / (amax / 127)` and rounds half away from zero; the two differ in a few quants per row, and
+/// mirroring the run-time path keeps our logits next to llama.cpp's. Returns d.
+#[inline(always)]
+fn quantize_q8_block_act(x: &[f32], qs: &mut [i8; QK]) -> f32 {
+    let mut amax = 0.0f32;
+    for &v in x {
+        amax = amax.max(v.abs());
+    }
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = libm::rintf(v * id) as i8;
+    }
+    d
+}
+
+/// f32 activations to Q8_0 as ggml's CPU backend does at run time.
+pub fn quantize_q8_0_act(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (x, y) in x.chunks_exact(QK).zip(y) {
+        let d = quantize_q8_block_act(x, &mut y.qs);
+        y.d = f32_to_f16(d);
+    }
+}
+
+/// f32 activations to Q8_1 as ggml's CPU backend does at run time.
+pub fn quantize_q8_1_act(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (x, y) in x.chunks_exact(QK).zip(y) {
+        let d = quantize_q8_block_act(x, &mut y.qs);
+        let sum: i32 = y.qs.iter().map(|&q| i32::from(q)).sum();
+        y.d = f32_to_f16(d);
+        y.s = f32_to_f16(d * sum as f32);
+    }
+}
+
 /// f32 to Q8_K, with group sums.
 pub fn quantize_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
     for (x, y) in x.chunks_exact(QK_K).zip(y) {

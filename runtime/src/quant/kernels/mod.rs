@@ -2,6 +2,7 @@
 //! add SIMD versions of the same functions, chosen here from the CPU's features and tested against
 //! `scalar`.
 
+pub(crate) mod lanes;
 pub(crate) mod scalar;
 
 use crate::quant::blocks::*;
@@ -33,10 +34,10 @@ pub(crate) fn matvec(ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f3
         GgmlType::F16 => rows::<[u8; 2], [u8; 2]>(w, w_row, act, out, k::vec_dot_f16),
         GgmlType::BF16 => rows::<[u8; 2], [u8; 2]>(w, w_row, act, out, k::vec_dot_bf16),
         GgmlType::Q4_0 => rows(w, w_row, act, out, k::vec_dot_q4_0_q8_0),
-        GgmlType::Q4_1 => rows(w, w_row, act, out, k::vec_dot_q4_1_q8_1),
+        GgmlType::Q4_1 => rows(w, w_row, act, out, lanes::vec_dot_q4_1_q8_1),
         GgmlType::Q5_0 => rows(w, w_row, act, out, k::vec_dot_q5_0_q8_0),
         GgmlType::Q5_1 => rows(w, w_row, act, out, k::vec_dot_q5_1_q8_1),
-        GgmlType::Q8_0 => rows(w, w_row, act, out, k::vec_dot_q8_0_q8_0),
+        GgmlType::Q8_0 => rows(w, w_row, act, out, lanes::vec_dot_q8_0_q8_0),
         GgmlType::Q2_K => rows(w, w_row, act, out, k::vec_dot_q2_k_q8_k),
         GgmlType::Q3_K => rows(w, w_row, act, out, k::vec_dot_q3_k_q8_k),
         GgmlType::Q4_K => rows(w, w_row, act, out, k::vec_dot_q4_k_q8_k),

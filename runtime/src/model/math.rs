@@ -1,0 +1,56 @@
+//! exp, sin and cos as llama.cpp gets them: from the platform's C math library when we have std
+//! (glibc on Linux boards and hosts, the library llama.cpp links), from the `libm` crate without.
+//! Small models turn one-ulp differences here into different tokens, so matching the platform
+//! library is what makes our logits bit-identical to llama.cpp's on the same machine.
+
+/// e^x in f32.
+#[inline]
+pub fn expf(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.exp()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::expf(x)
+    }
+}
+
+/// sin(x) in f32.
+#[inline]
+pub fn sinf(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.sin()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::sinf(x)
+    }
+}
+
+/// cos(x) in f32.
+#[inline]
+pub fn cosf(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.cos()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::cosf(x)
+    }
+}
+
+/// x^y in f32.
+#[inline]
+pub fn powf(x: f32, y: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.powf(y)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::powf(x, y)
+    }
+}
