@@ -33,57 +33,90 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn teacher_forced_argmax_and_perplexity_match_llama_cpp() {
-    let r = reference("smollm2-q4_1/teacher_forced.json");
-    let tokens = ids(&r["tokens"]);
-    let ref_argmax = ids(&r["argmax"]);
-    let ref_lp: Vec<f64> = r["logprob_next"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    assert!(tokens.len() >= 256);
-
+/// Our logits over the reference text, one token at a time.
+fn teacher_forced_logprobs(tokens: &[u32]) -> (Vec<u32>, Vec<f64>) {
     let bytes = read(&smollm2());
     let g = Gguf::parse(&bytes).unwrap();
     let model = ModelVec::load(&g).unwrap();
     let p = plan(&model.config, tokens.len()).unwrap();
     let mut mem = alloc_memory(&p);
     let mut s = Session::new(&model, &mut mem, tokens.len()).unwrap();
-    let (mut agree, mut nll) = (0usize, 0f64);
-    let mut worst_disagreement = 0f64;
-    let top2 = r["top2"].as_array().unwrap();
+    let (mut am, mut lp) = (Vec::new(), Vec::new());
     for (i, &t) in tokens.iter().enumerate() {
         let logits = s.eval(t).unwrap();
-        let a = argmax(logits);
-        if a == ref_argmax[i] {
-            agree += 1;
-        } else {
-            // How close llama.cpp's own top two were where we differ.
-            let gap = top2[i][0][1].as_f64().unwrap() - top2[i][1][1].as_f64().unwrap();
-            worst_disagreement = worst_disagreement.max(gap);
-        }
+        am.push(argmax(logits));
         if i + 1 < tokens.len() {
-            nll -= logprob(logits, tokens[i + 1]);
+            lp.push(logprob(logits, tokens[i + 1]));
         }
     }
-    let n = tokens.len() as f64;
-    let ppl = (nll / (n - 1.0)).exp();
+    (am, lp)
+}
+
+/// Argmax agreement, our perplexity, llama.cpp's, the largest |Δ logprob_next|, and the first
+/// position where they differ beyond the reference's 6-decimal rounding.
+fn compare(r: &Value, am: &[u32], lp: &[f64]) -> (f64, f64, f64, f64, usize) {
+    let ref_am = ids(&r["argmax"]);
+    let ref_lp: Vec<f64> = r["logprob_next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let agree = am.iter().zip(&ref_am).filter(|(a, b)| a == b).count() as f64 / am.len() as f64;
+    let ppl = (-lp.iter().sum::<f64>() / lp.len() as f64).exp();
     let ref_ppl = (-ref_lp.iter().sum::<f64>() / ref_lp.len() as f64).exp();
-    let rate = agree as f64 / n;
+    let max_d = lp
+        .iter()
+        .zip(&ref_lp)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let first = lp
+        .iter()
+        .zip(&ref_lp)
+        .position(|(a, b)| (a - b).abs() > 2e-6)
+        .unwrap_or(lp.len());
+    (agree, ppl, ref_ppl, max_d, first)
+}
+
+/// Teacher forcing over 512 tokens of the reference text against llama.cpp decoding the same
+/// tokens one at a time (its generation path, which is how the runtime evaluates them).
+#[test]
+fn teacher_forced_argmax_and_perplexity_match_llama_cpp() {
+    let r = reference("smollm2-q4_1/teacher_forced.json");
+    let tokens = ids(&r["tokens"]);
+    assert!(tokens.len() >= 256);
+    let (am, lp) = teacher_forced_logprobs(&tokens);
+    let (agree, ppl, ref_ppl, max_d, exact) = compare(&r, &am, &lp);
     eprintln!(
-        "teacher-forced over {} tokens: argmax agreement {:.2}% ({agree}), ppl ours {ppl:.4} vs llama.cpp {ref_ppl:.4} ({:+.3}%), largest llama.cpp top-2 gap where we differ {worst_disagreement:.3}",
+        "teacher-forced, {} tokens, vs llama.cpp token by token: argmax agreement {:.2}%, ppl {ppl:.4} vs {ref_ppl:.4} ({:+.4}%), max |dlogprob| {max_d:.2e}, identical for the first {exact} predictions",
         tokens.len(),
-        100.0 * rate,
+        100.0 * agree,
         100.0 * (ppl / ref_ppl - 1.0)
     );
-    assert!(rate >= 0.98, "argmax agreement {rate}");
+    // llama.cpp's whole-sequence batch takes another attention kernel; llama.cpp itself agrees
+    // with its token-by-token run on 492/512 positions. Reported for the record, loosely bounded.
+    let b = reference("smollm2-q4_1/teacher_forced_batched.json");
+    let (b_agree, _, b_ppl, b_max, _) = compare(&b, &am, &lp);
+    eprintln!(
+        "  vs llama.cpp's batched prompt path: argmax agreement {:.2}%, ppl vs {b_ppl:.4} ({:+.3}%), max |dlogprob| {b_max:.3}",
+        100.0 * b_agree,
+        100.0 * (ppl / b_ppl - 1.0)
+    );
+    assert!(agree >= 0.98, "argmax agreement {agree}");
     assert!(
         (ppl / ref_ppl - 1.0).abs() <= 0.01,
         "ppl {ppl} vs {ref_ppl}"
     );
+    assert!(b_agree >= 0.94 && (ppl / b_ppl - 1.0).abs() <= 0.01);
+    // On x86-64 Linux (glibc's libm) our numerics are llama.cpp's bit for bit while its KV view
+    // stays under 512 cells (it pads the view to 256; from 512 on, with two threads, it splits
+    // attention over the KV range and merges partial sums in another order).
+    if cfg!(target_arch = "x86_64") && cfg!(target_os = "linux") {
+        assert!(
+            exact >= 255,
+            "logits differ from llama.cpp's from position {exact}"
+        );
+    }
 }
 
 /// Greedy continuations of several prompts: ours equal llama.cpp's, or diverge only at a near-tie
@@ -101,7 +134,11 @@ fn greedy_continuations_match_llama_cpp() {
     for p in prompts {
         let name = p["name"].as_str().unwrap();
         let prompt_ids = ids(&p["prompt_tokens"]);
-        assert_eq!(tok.encode(p["prompt"].as_str().unwrap(), true, true), prompt_ids, "{name}: tokens");
+        assert_eq!(
+            tok.encode(p["prompt"].as_str().unwrap(), true, true),
+            prompt_ids,
+            "{name}: tokens"
+        );
         let want = ids(&p["generated"]);
         let n_ctx = prompt_ids.len() + want.len() + 1;
         let plan = plan(&model.config, n_ctx).unwrap();
@@ -114,10 +151,17 @@ fn greedy_continuations_match_llama_cpp() {
             got.push(t);
             if t != w {
                 let top = p["steps"][step]["top5"].as_array().unwrap();
-                let lp = |id: u32| top.iter().find(|c| c[0] == id).map(|c| c[1].as_f64().unwrap());
+                let lp = |id: u32| {
+                    top.iter()
+                        .find(|c| c[0] == id)
+                        .map(|c| c[1].as_f64().unwrap())
+                };
                 let gap = lp(w).unwrap() - lp(t).unwrap_or(f64::NEG_INFINITY);
                 eprintln!("{name}: diverges at step {step} ({t} vs llama.cpp {w}), llama.cpp gap {gap:.4}");
-                assert!(gap <= 0.15, "{name}: step {step}: we chose {t}, llama.cpp {w} (gap {gap})");
+                assert!(
+                    gap <= 0.15,
+                    "{name}: step {step}: we chose {t}, llama.cpp {w} (gap {gap})"
+                );
                 break;
             }
             logits = s.eval(t).unwrap().to_vec();
@@ -127,7 +171,11 @@ fn greedy_continuations_match_llama_cpp() {
         }
         eprintln!("{name}: {:?}", tok.decode(&got, false));
     }
-    eprintln!("greedy: {exact}/{} prompts identical for {} tokens", prompts.len(), r["n_generate"]);
+    eprintln!(
+        "greedy: {exact}/{} prompts identical for {} tokens",
+        prompts.len(),
+        r["n_generate"]
+    );
     let capital = &prompts.iter().find(|p| p["name"] == "capital").unwrap()["generated"];
     assert_eq!(tok.decode(&ids(capital)[..1], false), " Paris");
 }
@@ -136,14 +184,25 @@ fn greedy_continuations_match_llama_cpp() {
 #[test]
 fn perplexity_matches_llama_cpp() {
     let r = reference("smollm2-q4_1/perplexity.json");
-    let text = std::fs::read_to_string(edgelm_suite::repo_root().join("tests/data/text/reference.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(edgelm_suite::repo_root().join("tests/data/text/reference.txt"))
+            .unwrap();
     let bytes = read(&smollm2());
     let g = Gguf::parse(&bytes).unwrap();
     let model = ModelVec::load(&g).unwrap();
     let tok = edgelm::tokenizer::Tokenizer::from_gguf(&g).unwrap();
     let tokens = tok.encode(&text, true, false);
-    assert_eq!(tokens.len() as u64, r["n_text_tokens"].as_u64().unwrap(), "text tokens");
-    let res = r["results"].as_array().unwrap().iter().find(|x| x["ctx"] == 128).unwrap();
+    assert_eq!(
+        tokens.len() as u64,
+        r["n_text_tokens"].as_u64().unwrap(),
+        "text tokens"
+    );
+    let res = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["ctx"] == 128)
+        .unwrap();
     let n_ctx = 128;
     let plan = plan(&model.config, n_ctx).unwrap();
     let mut mem = alloc_memory(&plan);
@@ -161,7 +220,10 @@ fn perplexity_matches_llama_cpp() {
     }
     let ppl = (nll / count as f64).exp();
     let want = res["ppl"].as_f64().unwrap();
-    eprintln!("perplexity -c {n_ctx}: ours {ppl:.4} vs llama.cpp {want:.4} ({:+.3}%) over {count} tokens", 100.0 * (ppl / want - 1.0));
+    eprintln!(
+        "perplexity -c {n_ctx}: ours {ppl:.4} vs llama.cpp {want:.4} ({:+.3}%) over {count} tokens",
+        100.0 * (ppl / want - 1.0)
+    );
     assert_eq!(count as u64, res["scored_tokens"].as_u64().unwrap());
     assert!((ppl / want - 1.0).abs() <= 0.01);
 }

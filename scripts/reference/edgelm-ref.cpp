@@ -12,6 +12,8 @@
 //   edgelm-ref greedy   MODEL [OPTS] -n N           stdin: prompt ids; stdout per step: chosen id:lp...
 // OPTS: -t THREADS (2)  -k TOPK (5)  --kv f16|f32 (f16)  --fa auto|on|off (auto)
 //       --no-extra-bufts   keep weights in plain ggml layout (no AMX / repacked copies)
+//       --ubatch 1         logits: decode one token per llama_decode (the generation path) instead
+//                          of the whole sequence in one batch (the prompt path)
 // Log-probabilities are log-softmax of the raw logits, computed in double.
 #include "llama.h"
 
@@ -34,6 +36,7 @@ struct Opts {
     ggml_type kv = GGML_TYPE_F16;
     llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
     bool extra_bufts = true;
+    int ubatch = 0; // 0 = whole sequence in one batch
 };
 
 [[noreturn]] void die(const std::string & msg) {
@@ -64,6 +67,7 @@ Opts parse_opts(int argc, char ** argv, int first) {
             else if (v == "off") o.fa = LLAMA_FLASH_ATTN_TYPE_DISABLED;
             else die("--fa must be auto, on or off");
         } else if (a == "--no-extra-bufts") o.extra_bufts = false;
+        else if (a == "--ubatch") o.ubatch = std::stoi(next());
         else die("unknown option " + a);
     }
     return o;
@@ -210,23 +214,28 @@ int main(int argc, char ** argv) {
         std::vector<llama_token> ids = read_ids();
         const int n = ids.size();
         if (n == 0) die("no tokens on stdin");
-        llama_context * ctx = make_ctx(model, o, n, n);
-        llama_batch batch = llama_batch_init(n, 0, 1);
-        for (int i = 0; i < n; i++) {
-            batch.token[i] = ids[i];
-            batch.pos[i] = i;
-            batch.n_seq_id[i] = 1;
-            batch.seq_id[i][0] = 0;
-            batch.logits[i] = 1;
-        }
-        batch.n_tokens = n;
-        if (llama_decode(ctx, batch) != 0) die("llama_decode failed");
-        for (int i = 0; i < n; i++) {
-            Row r = log_softmax(llama_get_logits_ith(ctx, i), n_vocab, o.topk);
-            double lp_next = i + 1 < n ? r.lp[ids[i + 1]] : NAN;
-            printf("%d %d %.9g", i, r.top[0], lp_next);
-            print_top(r, o.topk);
-            printf("\n");
+        const int step = o.ubatch > 0 ? o.ubatch : n;
+        llama_context * ctx = make_ctx(model, o, n, step);
+        llama_batch batch = llama_batch_init(step, 0, 1);
+        for (int start = 0; start < n; start += step) {
+            const int m = std::min(step, n - start);
+            for (int i = 0; i < m; i++) {
+                batch.token[i] = ids[start + i];
+                batch.pos[i] = start + i;
+                batch.n_seq_id[i] = 1;
+                batch.seq_id[i][0] = 0;
+                batch.logits[i] = 1;
+            }
+            batch.n_tokens = m;
+            if (llama_decode(ctx, batch) != 0) die("llama_decode failed");
+            for (int i = 0; i < m; i++) {
+                const int pos = start + i;
+                Row r = log_softmax(llama_get_logits_ith(ctx, i), n_vocab, o.topk);
+                double lp_next = pos + 1 < n ? r.lp[ids[pos + 1]] : NAN;
+                printf("%d %d %.9g", pos, r.top[0], lp_next);
+                print_top(r, o.topk);
+                printf("\n");
+            }
         }
         llama_batch_free(batch);
         llama_free(ctx);
