@@ -141,6 +141,70 @@ macro_rules! rows {
     }};
 }
 
+/// out[r] = `$kernel`(row r, act) for rows taken four at a time (sharing the activation's loads
+/// and scale conversions), then one at a time; both run the same per-row operations, so a row's
+/// result does not depend on its neighbours.
+macro_rules! rows4 {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident) => {{
+        let act = as_blocks($act);
+        let mut o4 = $out.chunks_exact_mut(4);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            o.copy_from_slice(&$kernel::<4>(x, act));
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().iter_mut().zip(rest) {
+            *o = $kernel::<1>([as_blocks(row)], act)[0];
+        }
+    }};
+}
+
+/// A dot-product kernel for `R` rows of a 32-element block type, sharing each activation block.
+/// `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for i8 × i8),
+/// `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or d · sum in the
+/// high half, if any).
+macro_rules! legacy_rows {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
+     $xs:expr, $ys:expr, $min:literal) => {
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
+            let y = y.get(..nb).unwrap_or(&[]);
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut accm = [_mm_setzero_ps(); R];
+            for (b, yb) in y.iter().enumerate() {
+                let ys: fn(&$Y) -> u32 = $ys;
+                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
+                let qy = load32i(&yb.qs);
+                for r in 0..R {
+                    let $xb = &x[r][b];
+                    let xs: fn(&$X) -> u32 = $xs;
+                    // [xd · yd, xm · ys]: one conversion and one product for both terms.
+                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32)), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let sum = _mm256_cvtepi32_ps($mul($quants, qy));
+                    acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[r]);
+                }
+            }
+            let mut out = [0.0f32; R];
+            for r in 0..R {
+                let m = if $min {
+                    _mm_cvtss_f32(_mm_movehdup_ps(accm[r]))
+                } else {
+                    0.0
+                };
+                out[r] = hsum_ps(acc[r]) + m;
+            }
+            out
+        }
+    };
+}
+
 /// Runs `$body` on each (weight block, activation block) pair with two independent accumulators,
 /// alternating (an FMA's latency is longer than one block's work), and returns both.
 macro_rules! pairs {
@@ -188,11 +252,11 @@ macro_rules! avx2_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => rows!(out, w, w_row, act, dot_q4_0),
-                GgmlType::Q4_1 => rows!(out, w, w_row, act, dot_q4_1),
-                GgmlType::Q5_0 => rows!(out, w, w_row, act, dot_q5_0),
-                GgmlType::Q5_1 => rows!(out, w, w_row, act, dot_q5_1),
-                GgmlType::Q8_0 => rows!(out, w, w_row, act, dot_q8_0),
+                GgmlType::Q4_0 => rows4!(out, w, w_row, act, rows_q4_0),
+                GgmlType::Q4_1 => rows4!(out, w, w_row, act, rows_q4_1),
+                GgmlType::Q5_0 => rows4!(out, w, w_row, act, rows_q5_0),
+                GgmlType::Q5_1 => rows4!(out, w, w_row, act, rows_q5_1),
+                GgmlType::Q8_0 => rows4!(out, w, w_row, act, rows_q8_0),
                 GgmlType::Q4_K => rows!(out, w, w_row, act, dot_q4_k),
                 GgmlType::Q5_K => rows!(out, w, w_row, act, dot_q5_k),
                 GgmlType::Q6_K => rows!(out, w, w_row, act, dot_q6_k),
@@ -350,63 +414,68 @@ macro_rules! avx2_family {
 
         // ---------------- legacy quants (blocks of 32)
 
-        #[target_feature(enable = $features)]
-        fn dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-            let (a, b) = pairs!(x, y, |x, y, acc| {
-                let d = _mm256_set1_ps(h2f(x.d) * h2f(y.d));
-                let qx = _mm256_sub_epi8(nibbles32(&x.qs), _mm256_set1_epi8(8));
-                let p = mul_sum_i8(qx, load32i(&y.qs));
-                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc.v);
-            });
-            finish(a, b)
-        }
-
-        #[target_feature(enable = $features)]
-        fn dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-            let (a, b) = pairs!(x, y, |x, y, acc| {
-                let d = _mm256_set1_ps(h2f(x.d) * h2f(y.d));
-                acc.s += h2f(x.m) * h2f(y.s);
-                let p = $mul_sum_us8(nibbles32(&x.qs), load32i(&y.qs));
-                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc.v);
-            });
-            finish(a, b)
-        }
-
-        #[target_feature(enable = $features)]
-        fn dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-            let (a, b) = pairs!(x, y, |x, y, acc| {
-                let d = _mm256_set1_ps(h2f(x.d) * h2f(y.d));
-                // q - 16 as i8: set the top nibble where the fifth bit is clear.
-                let hi = _mm256_andnot_si256($bits32(x.qh), _mm256_set1_epi8(0xF0u8 as i8));
-                let qx = _mm256_or_si256(nibbles32(&x.qs), hi);
-                let p = mul_sum_i8(qx, load32i(&y.qs));
-                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc.v);
-            });
-            finish(a, b)
-        }
-
-        #[target_feature(enable = $features)]
-        fn dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-            let (a, b) = pairs!(x, y, |x, y, acc| {
-                let d = _mm256_set1_ps(h2f(x.d) * h2f(y.d));
-                acc.s += h2f(x.m) * h2f(y.s);
-                let hi = _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10));
-                let qx = _mm256_or_si256(nibbles32(&x.qs), hi);
-                let p = $mul_sum_us8(qx, load32i(&y.qs));
-                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc.v);
-            });
-            finish(a, b)
-        }
-
-        #[target_feature(enable = $features)]
-        fn dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-            let (a, b) = pairs!(x, y, |x, y, acc| {
-                let d = _mm256_set1_ps(h2f(x.d) * h2f(y.d));
-                let p = mul_sum_i8(load32i(&x.qs), load32i(&y.qs));
-                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc.v);
-            });
-            finish(a, b)
-        }
+        legacy_rows!(
+            $features,
+            rows_q4_0,
+            BlockQ4_0,
+            BlockQ8_0,
+            |x| _mm256_sub_epi8(nibbles32(&x.qs), _mm256_set1_epi8(8)),
+            mul_sum_i8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows!(
+            $features,
+            rows_q4_1,
+            BlockQ4_1,
+            BlockQ8_1,
+            |x| nibbles32(&x.qs),
+            $mul_sum_us8,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        // Q5_0: q - 16 as i8, by setting the top nibble where the fifth bit is clear.
+        legacy_rows!(
+            $features,
+            rows_q5_0,
+            BlockQ5_0,
+            BlockQ8_0,
+            |x| _mm256_or_si256(
+                nibbles32(&x.qs),
+                _mm256_andnot_si256($bits32(x.qh), _mm256_set1_epi8(0xF0u8 as i8)),
+            ),
+            mul_sum_i8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows!(
+            $features,
+            rows_q5_1,
+            BlockQ5_1,
+            BlockQ8_1,
+            |x| _mm256_or_si256(
+                nibbles32(&x.qs),
+                _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
+            ),
+            $mul_sum_us8,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows!(
+            $features,
+            rows_q8_0,
+            BlockQ8_0,
+            BlockQ8_0,
+            |x| load32i(&x.qs),
+            mul_sum_i8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
 
         // ---------------- K-quants (super-blocks of 256)
 
