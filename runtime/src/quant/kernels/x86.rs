@@ -205,6 +205,234 @@ macro_rules! legacy_rows {
     };
 }
 
+/// The 512-bit form of [`legacy_rows`]: two blocks per vector, then a 256-bit odd block.
+/// `$q2` gives the 64 quants of blocks `$a`, `$b`; `$q1` the 32 of block `$a`; for unsigned
+/// quants with an offset (`$off` = 8 for Q4_0, 16 for Q5_0) the offset times the activation sum,
+/// shared by the rows, is taken off the integer dot product.
+macro_rules! legacy_rows512 {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$a:ident, $b:ident| $q2:expr, $q1:expr,
+     $mul512:path, $mul256:path, $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
+            let y = y.get(..nb).unwrap_or(&[]);
+            let xs: fn(&$X) -> u32 = $xs;
+            let ys: fn(&$Y) -> u32 = $ys;
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut acc1 = [_mm256_setzero_ps(); R];
+            let mut accm = [_mm_setzero_ps(); R];
+            // Lanes 0-7 take the first block's scale, lanes 8-15 the second's.
+            let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+            let (y2, y1) = y.as_chunks::<2>();
+            for (i, yy) in y2.iter().enumerate() {
+                let qy = pair_i8(&yy[0].qs, &yy[1].qs);
+                let yv = _mm_cvtph_ps(_mm_setr_epi32(ys(&yy[0]) as i32, ys(&yy[1]) as i32, 0, 0));
+                let ysum = if $off != 0 {
+                    _mm512_mullo_epi32($mul512(_mm512_set1_epi8(1), qy), _mm512_set1_epi32($off))
+                } else {
+                    _mm512_setzero_si512()
+                };
+                for r in 0..R {
+                    let ($a, $b) = (&x[r][2 * i], &x[r][2 * i + 1]);
+                    let sc = _mm_setr_epi32(xs($a) as i32, xs($b) as i32, 0, 0);
+                    // [xd · yd, xm · ys] of both blocks: one conversion, one product.
+                    let p = _mm_mul_ps(_mm_cvtph_ps(sc), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let mut dot = $mul512($q2, qy);
+                    if $off != 0 {
+                        dot = _mm512_sub_epi32(dot, ysum);
+                    }
+                    let d = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p));
+                    acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[r]);
+                }
+            }
+            if let Some(yb) = y1.first() {
+                let qy = load32i(&yb.qs);
+                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
+                let ysum = if $off != 0 {
+                    _mm256_mullo_epi32($mul256(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for r in 0..R {
+                    let $a = &x[r][nb - 1];
+                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($a) as i32)), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let dot = _mm256_sub_epi32($mul256($q1, qy), ysum);
+                    let d = _mm256_broadcastss_ps(p);
+                    acc1[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc1[r]);
+                }
+            }
+            let mut out = [0.0f32; R];
+            for r in 0..R {
+                let m = if $min {
+                    let hi = _mm_movehdup_ps(accm[r]);
+                    _mm_cvtss_f32(_mm_add_ss(hi, _mm_movehl_ps(hi, hi)))
+                } else {
+                    0.0
+                };
+                out[r] = _mm512_reduce_add_ps(acc[r]) + hsum_ps(acc1[r]) + m;
+            }
+            out
+        }
+    };
+}
+
+/// Stamps 512-bit kernels into a module that also holds [`avx2_family`]'s (whose helpers they
+/// use), and the module's `matvec`, which prefers them.
+macro_rules! avx512_family {
+    ($features:literal, $mul512:path, $mul256:path) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn matvec(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                GgmlType::Q4_0 => rows4!(out, w, w_row, act, wide_q4_0),
+                GgmlType::Q4_1 => rows4!(out, w, w_row, act, wide_q4_1),
+                GgmlType::Q5_0 => rows4!(out, w, w_row, act, wide_q5_0),
+                GgmlType::Q5_1 => rows4!(out, w, w_row, act, wide_q5_1),
+                GgmlType::Q8_0 => rows4!(out, w, w_row, act, wide_q8_0),
+                _ => return matvec256(ty, w, w_row, act, out),
+            }
+            true
+        }
+
+        /// Two blocks' 32 bytes side by side.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn pair_i8(a: &[i8; 32], b: &[i8; 32]) -> __m512i {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(a)), load32i(b))
+        }
+
+        /// The nibbles of two blocks in element order (low nibbles, then high, per block),
+        /// from broadcast loads and one variable shift (no lane-crossing shuffle).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nibbles64(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
+            let q = _mm512_broadcast_i32x4(load16(a));
+            let q = _mm512_mask_broadcast_i32x4(q, 0xFF00, load16(b));
+            let q = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+            _mm512_and_si512(q, _mm512_set1_epi8(0x0F))
+        }
+
+        /// 0x10 in the bytes whose fifth bit is set, for two Q5 blocks.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth64(a: [u8; 4], b: [u8; 4]) -> __m512i {
+            let bits = u64::from(u32::from_le_bytes(a)) | (u64::from(u32::from_le_bytes(b)) << 32);
+            _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth32(a: [u8; 4]) -> __m256i {
+            _mm256_maskz_mov_epi8(u32::from_le_bytes(a), _mm256_set1_epi8(0x10))
+        }
+
+        /// Sums of four i8 × i8 products per lane, through |x| and y with x's sign.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mul_sum_i8_512(x: __m512i, y: __m512i) -> __m512i {
+            let neg = _mm512_movepi8_mask(x);
+            let sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            $mul512(_mm512_abs_epi8(x), sy)
+        }
+
+        legacy_rows512!(
+            $features,
+            wide_q4_0,
+            BlockQ4_0,
+            BlockQ8_0,
+            |a, b| nibbles64(&a.qs, &b.qs),
+            nibbles32(&a.qs),
+            $mul512,
+            $mul256,
+            8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows512!(
+            $features,
+            wide_q4_1,
+            BlockQ4_1,
+            BlockQ8_1,
+            |a, b| nibbles64(&a.qs, &b.qs),
+            nibbles32(&a.qs),
+            $mul512,
+            $mul256,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows512!(
+            $features,
+            wide_q5_0,
+            BlockQ5_0,
+            BlockQ8_0,
+            |a, b| _mm512_or_si512(nibbles64(&a.qs, &b.qs), fifth64(a.qh, b.qh)),
+            _mm256_or_si256(nibbles32(&a.qs), fifth32(a.qh)),
+            $mul512,
+            $mul256,
+            16,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows512!(
+            $features,
+            wide_q5_1,
+            BlockQ5_1,
+            BlockQ8_1,
+            |a, b| _mm512_or_si512(nibbles64(&a.qs, &b.qs), fifth64(a.qh, b.qh)),
+            _mm256_or_si256(nibbles32(&a.qs), fifth32(a.qh)),
+            $mul512,
+            $mul256,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows512!(
+            $features,
+            wide_q8_0,
+            BlockQ8_0,
+            BlockQ8_0,
+            |a, b| pair_i8(&a.qs, &b.qs),
+            load32i(&a.qs),
+            mul_sum_i8_512,
+            mul_sum_i8,
+            0,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+    };
+}
+
+/// Sums of four u8 × i8 products per i32 lane, 512 bits wide.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn mul_sum_us8_512(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+fn mul_sum_us8_512_vnni(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b)
+}
+
 /// Runs `$body` on each (weight block, activation block) pair with two independent accumulators,
 /// alternating (an FMA's latency is longer than one block's work), and returns both.
 macro_rules! pairs {
@@ -244,7 +472,7 @@ macro_rules! avx2_family {
 
         /// out[r] = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
         #[target_feature(enable = $features)]
-        pub(super) fn matvec(
+        pub(super) fn matvec256(
             ty: GgmlType,
             w: &[u8],
             w_row: usize,
@@ -914,6 +1142,7 @@ macro_rules! avx2_family {
 
 pub(super) mod avx2 {
     avx2_family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::bits32_avx2);
+    pub(super) use matvec256 as matvec;
 }
 
 pub(super) mod avxvnni {
@@ -922,6 +1151,7 @@ pub(super) mod avxvnni {
         super::mul_sum_us8_avxvnni,
         super::bits32_avx2
     );
+    pub(super) use matvec256 as matvec;
 }
 
 pub(super) mod avx512 {
@@ -930,6 +1160,11 @@ pub(super) mod avx512 {
         super::mul_sum_us8_avx2,
         super::bits32_avx512
     );
+    avx512_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
+        super::mul_sum_us8_512,
+        super::mul_sum_us8_avx2
+    );
 }
 
 pub(super) mod avx512vnni {
@@ -937,5 +1172,10 @@ pub(super) mod avx512vnni {
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_avx512vnni,
         super::bits32_avx512
+    );
+    avx512_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        super::mul_sum_us8_512_vnni,
+        super::mul_sum_us8_avx512vnni
     );
 }
