@@ -519,7 +519,7 @@ macro_rules! avx2_family {
                 GgmlType::Q8_0 => {
                     for (x, y) in x.chunks_exact(QK).zip(as_blocks_mut::<BlockQ8_0>(y)) {
                         match quantize_q8_block(x, &mut y.qs) {
-                            Some((d, _)) => y.d = f32_to_f16(d),
+                            Some((d, _)) => y.d = f2h(d),
                             None => quantize::quantize_q8_0(x, core::slice::from_mut(y)),
                         }
                     }
@@ -528,8 +528,8 @@ macro_rules! avx2_family {
                     for (x, y) in x.chunks_exact(QK).zip(as_blocks_mut::<BlockQ8_1>(y)) {
                         match quantize_q8_block(x, &mut y.qs) {
                             Some((d, sum)) => {
-                                y.d = f32_to_f16(d);
-                                y.s = f32_to_f16(sum as f32 * d);
+                                y.d = f2h(d);
+                                y.s = f2h(sum as f32 * d);
                             }
                             None => quantize::quantize_q8_1(x, core::slice::from_mut(y)),
                         }
@@ -591,6 +591,14 @@ macro_rules! avx2_family {
             _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
                 u16::from_le_bytes(h),
             ))))
+        }
+
+        /// f32 to f16 with F16C, rounding to nearest even like the reference's conversion.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn f2h(x: f32) -> [u8; 2] {
+            let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x));
+            (_mm_extract_epi16::<0>(h) as u16).to_le_bytes()
         }
 
         #[target_feature(enable = $features)]
