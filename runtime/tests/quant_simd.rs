@@ -300,3 +300,11 @@ fn a_simd_level_is_tested_on_x86_with_avx2() {
         assert_ne!(isa(), Isa::Scalar);
     }
 }
+
+#[test]
+#[cfg(target_arch = "aarch64")]
+fn a_simd_level_is_tested_on_aarch64() {
+    // Advanced SIMD is part of the aarch64 baseline.
+    assert!(levels().contains(&Isa::Neon));
+    assert_ne!(isa(), Isa::Scalar);
+}
