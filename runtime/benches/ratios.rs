@@ -91,6 +91,9 @@ fn main() {
             report(&label, &t);
         }
     }
+    if "smollm2-token".contains(&filter) || filter.is_empty() {
+        smollm2_token(&levels);
+    }
     for ty in [Q8_0, Q8_1, Q8_K] {
         let n = 1536;
         let label = format!("quantize-{ty}/{n}");
@@ -105,6 +108,53 @@ fn main() {
         });
         report(&label, &t);
     }
+}
+
+/// Every matvec of one SmolLM2-135M decode step, with its activation quantization: 30 layers of
+/// Q4_1 q, k, v, o (576→576, 576→192 ×2, 576→576), gate and up (576→1536) and down (1536→576),
+/// then the Q8_0 output head (576→49152). Each matrix has its own memory (96 MB in all, as the
+/// real file), so caches hold what they would in a real run. Attention and norms are not in it.
+fn smollm2_token(levels: &[Isa]) {
+    let layer: [(usize, usize); 7] = [
+        (576, 576),
+        (192, 576),
+        (192, 576),
+        (576, 576),
+        (1536, 576),
+        (1536, 576),
+        (576, 1536),
+    ];
+    let mut mats: Vec<(GgmlType, usize, usize, Vec<u8>)> = Vec::new();
+    for l in 0..30 {
+        for (k, &(rows, cols)) in layer.iter().enumerate() {
+            let row = quantize(Q4_1, &values(cols, (l * 7 + k) as u64 + 1));
+            let w = row.iter().copied().cycle().take(row.len() * rows).collect();
+            mats.push((Q4_1, rows, cols, w));
+        }
+    }
+    let head = quantize(Q8_0, &values(576, 3));
+    let head = head
+        .iter()
+        .copied()
+        .cycle()
+        .take(head.len() * 49152)
+        .collect();
+    mats.push((Q8_0, 49152, 576, head));
+    let x576 = values(576, 9);
+    let x1536 = values(1536, 10);
+    let mut act = vec![0u8; 2048];
+    let mut out = vec![0f32; 49152];
+    let t = race(levels, 5, |l| {
+        for (ty, rows, cols, w) in &mats {
+            let at = ty.vec_dot_type();
+            let x = if *cols == 576 { &x576 } else { &x1536 };
+            let a = &mut act[..at.row_bytes(*cols).expect("whole blocks")];
+            quantize_row_with(l, at, x, a).expect("quantize");
+            matvec_with(l, *ty, *cols, w, a, &mut out[..*rows]);
+        }
+        black_box(&out);
+    });
+    report("smollm2-token", &t);
 }
 
 fn report(label: &str, t: &[Duration]) {
