@@ -1,14 +1,24 @@
 //! x86-64 kernels: AVX2 (with FMA and F16C), optionally with VNNI dot products, and AVX-512.
 //!
 //! Each level is a module of `#[target_feature]` functions stamped from one template
-//! ([`avx2_family`]), so that everything inlines within a level and one binary carries them all;
-//! [`has`] decides at run time which one may run. The integer parts of the dot products are exact;
-//! the float parts (per-block scales) are summed in vector lanes instead of ggml's scalar order.
-//! The activation quantizers give exactly the reference bytes (blocks holding NaN or infinity take
-//! the reference code, whose sequential NaN handling no vector order reproduces).
+//! ([`avx2_family`], plus [`avx512_family`] on the AVX-512 levels), so that everything inlines
+//! within a level and one binary carries them all; [`has`] decides at run time which one may run.
+//!
+//! - The 32-element block types take four weight rows per activation block ([`rows4`]): the
+//!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
+//!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
+//!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
+//! - Every kernel prefetches the next rows: model rows are a few hundred bytes, too short for the
+//!   hardware prefetcher, and the output head otherwise ran at a quarter of the L3 bandwidth.
+//! - The integer parts of the dot products are exact; the float parts (per-block scales) are
+//!   summed in vector lanes instead of ggml's scalar order. A row's result does not depend on
+//!   which rows it was grouped with.
+//! - The activation quantizers give exactly the reference bytes (blocks holding NaN or infinity
+//!   take the reference code, whose sequential NaN handling no vector order reproduces).
 //!
 //! As in ggml, the unsigned-by-signed byte products (`vpmaddubsw`, `vpdpbusd`) assume activation
-//! quants in [-127, 127], which is what the activation quantizers produce.
+//! quants in [-127, 127], which is what the activation quantizers produce; Q6_K's offset of 32 is
+//! taken through the activation's group sums, which the quantizer makes consistent with its quants.
 
 use super::Isa;
 use crate::quant::GgmlType;
