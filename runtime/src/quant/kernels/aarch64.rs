@@ -100,7 +100,7 @@ fn dot_i8_sdot(
     acc
 }
 
-/// out[r] = `$dot`(row r, act) over whole rows.
+/// `out[r]` = `$dot`(row r, act) over whole rows.
 macro_rules! rows {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $dot:ident) => {{
         let act = as_blocks($act);
@@ -117,7 +117,7 @@ macro_rules! neon_family {
         use crate::quant::GgmlType;
         use core::arch::aarch64::*;
 
-        /// out[r] = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
+        /// `out[r]` = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
         #[target_feature(enable = $features)]
         pub(super) fn matvec(
             ty: GgmlType,

@@ -141,7 +141,7 @@ pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
     }
 }
 
-/// out[r] = dot(row r of `w`, `act`) with the kernels of `isa` (scalar where the CPU lacks it or
+/// `out[r]` = dot(row r of `w`, `act`) with the kernels of `isa` (scalar where the CPU lacks it or
 /// the level has no kernel for `ty`); see [`crate::quant::matvec`].
 pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {
     let (Some(w_row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {

@@ -1,10 +1,10 @@
 //! x86-64 kernels: AVX2 (with FMA and F16C), optionally with VNNI dot products, and AVX-512.
 //!
 //! Each level is a module of `#[target_feature]` functions stamped from one template
-//! ([`avx2_family`], plus [`avx512_family`] on the AVX-512 levels), so that everything inlines
+//! (`avx2_family!`, plus `avx512_family!` on the AVX-512 levels), so that everything inlines
 //! within a level and one binary carries them all; [`has`] decides at run time which one may run.
 //!
-//! - The 32-element block types take four weight rows per activation block ([`rows4`]): the
+//! - The 32-element block types take four weight rows per activation block (`rows4!`): the
 //!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
 //!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
 //!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
@@ -141,7 +141,7 @@ fn bits32_avx512(qh: [u8; 4]) -> __m256i {
 
 // ---------------------------------------------------------------- 256-bit kernels
 
-/// out[r] = `$dot`(row r, act) over whole rows.
+/// `out[r]` = `$dot`(row r, act) over whole rows.
 macro_rules! rows {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $dot:expr) => {{
         let act = as_blocks($act);
@@ -151,7 +151,7 @@ macro_rules! rows {
     }};
 }
 
-/// out[r] = `$kernel`(row r, act) for rows taken four at a time (sharing the activation's loads
+/// `out[r]` = `$kernel`(row r, act) for rows taken four at a time (sharing the activation's loads
 /// and scale conversions), then one at a time; both run the same per-row operations, so a row's
 /// result does not depend on its neighbours.
 macro_rules! rows4 {
@@ -218,7 +218,7 @@ macro_rules! legacy_rows {
     };
 }
 
-/// The 512-bit form of [`legacy_rows`]: two blocks per vector, then a 256-bit odd block.
+/// The 512-bit form of `legacy_rows!`: two blocks per vector, then a 256-bit odd block.
 /// `$q2` gives the 64 quants of blocks `$a`, `$b`; `$q1` the 32 of block `$a`; for unsigned
 /// quants with an offset (`$off` = 8 for Q4_0, 16 for Q5_0) the offset times the activation sum,
 /// shared by the rows, is taken off the integer dot product.
@@ -299,7 +299,7 @@ macro_rules! legacy_rows512 {
     };
 }
 
-/// Stamps 512-bit kernels into a module that also holds [`avx2_family`]'s (whose helpers they
+/// Stamps 512-bit kernels into a module that also holds `avx2_family!`'s (whose helpers they
 /// use), and the module's `matvec`, which prefers them.
 macro_rules! avx512_family {
     ($features:literal, $mul512:path, $mul256:path) => {
@@ -474,7 +474,7 @@ macro_rules! avx2_family {
         use crate::quant::{quantize, GgmlType};
         use core::arch::x86_64::*;
 
-        /// out[r] = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
+        /// `out[r]` = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
         #[target_feature(enable = $features)]
         pub(super) fn matvec256(
             ty: GgmlType,
@@ -738,7 +738,7 @@ macro_rules! avx2_family {
             _mm256_cvtepu8_epi16(v)
         }
 
-        /// Σ mins[g] · (sum of the 32 activations of group g), from Q8_K's 16-element sums.
+        /// Σ `mins[g]` · (sum of the 32 activations of group g), from Q8_K's 16-element sums.
         #[target_feature(enable = $features)]
         #[inline]
         fn mins_dot_bsums(mins: __m128i, y: &BlockQ8K) -> i32 {
