@@ -177,7 +177,7 @@ macro_rules! rows4 {
 /// high half, if any).
 macro_rules! legacy_rows {
     ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
-     $xs:expr, $ys:expr, $min:literal) => {
+     $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
         fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
@@ -189,6 +189,13 @@ macro_rules! legacy_rows {
                 let ys: fn(&$Y) -> u32 = $ys;
                 let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
                 let qy = load32i(&yb.qs);
+                // Unsigned quants stored with an offset: the offset times the activation sum,
+                // once for all rows, replaces a per-row sign trick.
+                let ysum = if $off != 0 {
+                    _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                } else {
+                    _mm256_setzero_si256()
+                };
                 for r in 0..R {
                     // The next row group, R rows on: short rows defeat the hardware prefetcher.
                     let ahead = (R * nb + b) * core::mem::size_of::<$X>();
@@ -200,7 +207,11 @@ macro_rules! legacy_rows {
                     if $min {
                         accm[r] = _mm_add_ps(accm[r], p);
                     }
-                    let sum = _mm256_cvtepi32_ps($mul($quants, qy));
+                    let mut dot = $mul($quants, qy);
+                    if $off != 0 {
+                        dot = _mm256_sub_epi32(dot, ysum);
+                    }
+                    let sum = _mm256_cvtepi32_ps(dot);
                     acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[r]);
                 }
             }
@@ -627,9 +638,10 @@ macro_rules! avx2_family {
         #[target_feature(enable = $features)]
         #[inline]
         fn nibbles32(qs: &[u8; 16]) -> __m256i {
-            let q = load16(qs);
-            let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
-            _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+            // A broadcast load and a per-lane shift: no lane insert (a port-5 shuffle).
+            let q = _mm256_broadcastsi128_si256(load16(qs));
+            let q = _mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0));
+            _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
         }
 
         /// Sums of four i8 × i8 products per lane, through |x| and y * sign(x).
@@ -659,8 +671,9 @@ macro_rules! avx2_family {
             rows_q4_0,
             BlockQ4_0,
             BlockQ8_0,
-            |x| _mm256_sub_epi8(nibbles32(&x.qs), _mm256_set1_epi8(8)),
-            mul_sum_i8,
+            |x| nibbles32(&x.qs),
+            $mul_sum_us8,
+            8,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
             false
@@ -672,11 +685,11 @@ macro_rules! avx2_family {
             BlockQ8_1,
             |x| nibbles32(&x.qs),
             $mul_sum_us8,
+            0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
             true
         );
-        // Q5_0: q - 16 as i8, by setting the top nibble where the fifth bit is clear.
         legacy_rows!(
             $features,
             rows_q5_0,
@@ -684,9 +697,10 @@ macro_rules! avx2_family {
             BlockQ8_0,
             |x| _mm256_or_si256(
                 nibbles32(&x.qs),
-                _mm256_andnot_si256($bits32(x.qh), _mm256_set1_epi8(0xF0u8 as i8)),
+                _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
             ),
-            mul_sum_i8,
+            $mul_sum_us8,
+            16,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
             false
@@ -701,6 +715,7 @@ macro_rules! avx2_family {
                 _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
             ),
             $mul_sum_us8,
+            0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
             true
@@ -712,6 +727,7 @@ macro_rules! avx2_family {
             BlockQ8_0,
             |x| load32i(&x.qs),
             mul_sum_i8,
+            0,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
             false
