@@ -3,7 +3,8 @@
 //! contracts.
 
 use edgelm::quant::{
-    dequantize_row, matvec, matvec_rows, quantize_row, vec_dot, GgmlType, QuantError,
+    dequantize_row, matvec, matvec_rows, matvec_with, quantize_row, vec_dot, GgmlType, Isa,
+    QuantError,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -308,24 +309,23 @@ fn golden_activation_quantize_is_byte_identical() {
 
 #[test]
 fn golden_vec_dot_matches_ggml_scalar() {
+    // The scalar kernels are bit-exact; the SIMD ones (what `vec_dot` runs) sum the per-block
+    // floats in another order and are checked against these in tests/quant_simd.rs.
     for ty in WEIGHTS {
         let g = Golden::load(ty);
         let n = g.f("input").len();
         let act = g.b("act_quant");
         for (w, want) in [("quant", "dot"), ("rand_bytes", "rand_dot")] {
-            let got = vec_dot(ty, n, g.b(w), act);
-            if matches!(ty, Q4_1 | Q8_0) {
-                // These sum in the lane order of ggml's x86 SIMD kernels (what llama.cpp runs;
-                // kernels/lanes.rs), not its generic C order: same integers, float sums differ in
-                // the last bits only. tests/agreement.rs checks the x86 order against llama.cpp.
-                let w0 = g.f(want)[0];
-                assert!(
-                    (got - w0).abs() <= 1e-5 * w0.abs().max(1.0),
-                    "{ty} vec_dot of {w}: {got} vs {w0}"
-                );
-            } else {
-                assert_same_f32(&format!("{ty} vec_dot of {w}"), &[got], g.f(want));
-            }
+            let mut got = [0f32];
+            matvec_with(Isa::Scalar, ty, n, g.b(w), act, &mut got);
+            assert_same_f32(&format!("{ty} vec_dot of {w}"), &got, g.f(want));
+            let simd = vec_dot(ty, n, g.b(w), act);
+            let want = g.f(want)[0];
+            assert!(
+                (simd - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{ty} vec_dot of {w} at {}: {simd:e} vs {want:e}",
+                edgelm::quant::isa()
+            );
         }
     }
 }

@@ -5,10 +5,15 @@
 //! exactly as ggml's CPU reference does, so logits can be compared with llama.cpp token by token.
 //!
 //! Threads split a matrix by rows: [`matvec_rows`] computes any contiguous range of output rows.
+//!
+//! The dot products and activation quantizers run SIMD kernels chosen at run time ([`isa`]); those
+//! agree with ggml's scalar order within float rounding, and the activation bytes are identical.
 
 pub mod blocks;
 mod kernels;
 mod quantize;
+
+pub use kernels::Isa;
 
 use blocks::*;
 use core::fmt;
@@ -160,7 +165,7 @@ impl GgmlType {
 
     /// Bytes of a row of `n` elements; `None` if `n` is not a whole number of blocks or overflows.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.block_bytes())
@@ -238,7 +243,7 @@ impl fmt::Display for QuantError {
 /// Checks that `got` bytes hold exactly `n` elements of `ty`.
 fn check_row(ty: GgmlType, n: usize, got: usize) -> Result<(), QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::NotBlockMultiple { n, block });
     }
     // Cannot overflow for a real f32 buffer (at most 4 bytes per element); usize::MAX if it did.
@@ -281,22 +286,37 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 /// fused multiply-add contraction (`-ffp-contract=off`, or a target without FMA); a `-march=native`
 /// build may contract and then differ now and then in the K-quant scale searches.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    quantize_row_with(ty, src, dst, false)
+    quantize_row_with(isa(), ty, src, dst)
 }
 
-/// Quantize an activation row for a dot product, the way ggml's CPU backend does at run time
-/// (Q8_0 / Q8_1 differ from the reference quantizer in rounding; other types are the same).
+/// Quantize an activation row for a dot product the way ggml's CPU backend does at run time:
+/// Q8_0 / Q8_1 with multiplier `127 / amax` and round-half-to-even (its SIMD quantizers), where
+/// the reference quantizer above multiplies by `1 / d` and rounds half away from zero. The two
+/// differ in a few quants per row, and small models turn that into different tokens.
 pub fn quantize_act_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    quantize_row_with(ty, src, dst, true)
+    check_row(ty, src.len(), dst.len())?;
+    match ty {
+        GgmlType::Q8_0 => quantize::quantize_q8_0_act(src, as_blocks_mut(dst)),
+        GgmlType::Q8_1 => quantize::quantize_q8_1_act(src, as_blocks_mut(dst)),
+        _ => return quantize_row(ty, src, dst),
+    }
+    Ok(())
 }
 
-fn quantize_row_with(
+/// [`quantize_row`] with the kernels of `isa` (the portable ones where this CPU lacks it); for tests
+/// and benchmarks that compare levels. The bytes are the same at every level.
+#[doc(hidden)]
+pub fn quantize_row_with(
+    isa: Isa,
     ty: GgmlType,
     src: &[f32],
     dst: &mut [u8],
-    act: bool,
 ) -> Result<(), QuantError> {
     check_row(ty, src.len(), dst.len())?;
+    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K) {
+        kernels::quantize_row(isa, ty, src, dst);
+        return Ok(());
+    }
     use quantize as q;
     let (x, y) = (src, dst);
     match ty {
@@ -307,8 +327,6 @@ fn quantize_row_with(
         GgmlType::Q4_1 => q::quantize_q4_1(x, as_blocks_mut(y)),
         GgmlType::Q5_0 => q::quantize_q5_0(x, as_blocks_mut(y)),
         GgmlType::Q5_1 => q::quantize_q5_1(x, as_blocks_mut(y)),
-        GgmlType::Q8_0 if act => q::quantize_q8_0_act(x, as_blocks_mut(y)),
-        GgmlType::Q8_1 if act => q::quantize_q8_1_act(x, as_blocks_mut(y)),
         GgmlType::Q8_0 => q::quantize_q8_0(x, as_blocks_mut(y)),
         GgmlType::Q8_1 => q::quantize_q8_1(x, as_blocks_mut(y)),
         GgmlType::Q2_K => q::quantize_q2_k(x, as_blocks_mut(y)),
@@ -328,14 +346,26 @@ fn quantize_row_with(
 /// builds never panic and give NaN for rows that are missing or for unsupported types.
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> f32 {
     let mut out = [0.0f32];
-    kernels::matvec(ty, n, w, act, &mut out);
+    kernels::matvec(isa(), ty, n, w, act, &mut out);
     out[0]
 }
 
 /// `out[r]` = dot(row r of `w`, `act`) for r in 0..out.len(); `w` holds out.len() rows of `n`
 /// elements each, contiguous. Same invariants as [`vec_dot`].
 pub fn matvec(ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {
-    kernels::matvec(ty, n, w, act, out);
+    kernels::matvec(isa(), ty, n, w, act, out);
+}
+
+/// [`matvec`] with the kernels of `isa` (the portable ones where this CPU lacks it); for tests and
+/// benchmarks that compare levels. [`Isa::Scalar`] is bit-exact with ggml's scalar code.
+#[doc(hidden)]
+pub fn matvec_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {
+    kernels::matvec(isa, ty, n, w, act, out);
+}
+
+/// The kernel level in use: the best this CPU has, detected once.
+pub fn isa() -> Isa {
+    kernels::best()
 }
 
 /// [`matvec`] for rows `first_row..first_row + out.len()` of the whole matrix `w`, so threads can
@@ -357,5 +387,5 @@ pub fn matvec_rows(
     let end = start
         .saturating_add(row.saturating_mul(out.len()))
         .min(w.len());
-    kernels::matvec(ty, n, &w[start..end], act, out);
+    kernels::matvec(isa(), ty, n, &w[start..end], act, out);
 }

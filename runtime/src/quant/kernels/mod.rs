@@ -1,16 +1,149 @@
-//! Kernel selection. Only the portable scalar kernels exist so far; `x86.rs` and `aarch64.rs` will
-//! add SIMD versions of the same functions, chosen here from the CPU's features and tested against
-//! `scalar`.
+//! Kernel selection: the portable `scalar` kernels (ggml's reference order, bit-exact with ggml's
+//! scalar code) and SIMD versions of the same functions in `x86` and `aarch64`, chosen once at run
+//! time from the CPU's features so that one binary runs on any CPU of its architecture.
+//!
+//! SIMD kernels sum in a different order than the scalar ones (their integer parts are exact), so
+//! they agree with them within float rounding; `runtime/tests/quant_simd.rs` checks every kernel
+//! at every level this CPU has against `scalar`. The activation quantizers are exact at every level.
 
-pub(crate) mod lanes;
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub(crate) mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::quant::blocks::*;
-use crate::quant::GgmlType;
+use crate::quant::{quantize, GgmlType};
 use bytemuck::Pod;
+use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
 
-/// out[r] = dot(row r of `w`, `act`); see [`crate::quant::matvec`].
-pub(crate) fn matvec(ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {
+/// An instruction-set level of the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Isa {
+    /// Portable Rust in ggml's reference order of operations.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen 1 and later).
+    Avx2,
+    /// AVX2 with 256-bit VNNI dot products (AVX-VNNI: Alder Lake and later, Zen 5).
+    AvxVnni,
+    /// AVX-512 F/BW/DQ/VL (Skylake-X).
+    Avx512,
+    /// AVX-512 with VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later).
+    Avx512Vnni,
+    /// aarch64 Advanced SIMD.
+    Neon,
+    /// aarch64 Advanced SIMD with the dot-product extension (Cortex-A76 / Raspberry Pi 5 and later).
+    NeonDot,
+}
+
+impl Isa {
+    /// Every level, the portable one first.
+    pub const ALL: [Isa; 7] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDot,
+    ];
+
+    /// Whether this CPU can run the level's kernels.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni => x86::has(self),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::NeonDot => aarch64::has(self),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The level's name as printed in logs ("avx512-vnni", ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
+            Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon-dotprod",
+        }
+    }
+
+    const fn code(self) -> u8 {
+        match self {
+            Isa::Scalar => 1,
+            Isa::Avx2 => 2,
+            Isa::AvxVnni => 3,
+            Isa::Avx512 => 4,
+            Isa::Avx512Vnni => 5,
+            Isa::Neon => 6,
+            Isa::NeonDot => 7,
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The detected level, as `Isa::code`; 0 until the first call of [`best`]. Detection is idempotent,
+/// so racing threads at worst detect twice and store the same value.
+static BEST: AtomicU8 = AtomicU8::new(0);
+
+/// The best level this CPU has, detected on first use.
+pub fn best() -> Isa {
+    let code = BEST.load(Ordering::Relaxed);
+    if let Some(&isa) = Isa::ALL.iter().find(|i| i.code() == code) {
+        return isa;
+    }
+    let isa = detect();
+    BEST.store(isa.code(), Ordering::Relaxed);
+    isa
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(isa) = x86::detect() {
+        return isa;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(isa) = aarch64::detect() {
+        return isa;
+    }
+    Isa::Scalar
+}
+
+/// Activation quantizers with SIMD versions; the others take `quantize`'s reference code.
+pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    #[cfg(target_arch = "x86_64")]
+    if x86::quantize_row(isa, ty, x, y) {
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::quantize_row(isa, ty, x, y) {
+        return;
+    }
+    match ty {
+        GgmlType::Q8_0 => quantize::quantize_q8_0(x, as_blocks_mut(y)),
+        GgmlType::Q8_1 => quantize::quantize_q8_1(x, as_blocks_mut(y)),
+        GgmlType::Q8_K => quantize::quantize_q8_k(x, as_blocks_mut(y)),
+        _ => debug_assert!(false, "{ty} is not an activation type"),
+    }
+}
+
+/// `out[r]` = dot(row r of `w`, `act`) with the kernels of `isa` (scalar where the CPU lacks it or
+/// the level has no kernel for `ty`); see [`crate::quant::matvec`].
+pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {
     let (Some(w_row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
         debug_assert!(false, "{n} elements is not a whole number of {ty} blocks");
         out.fill(f32::NAN);
@@ -28,16 +161,40 @@ pub(crate) fn matvec(ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f3
         out.fill(0.0);
         return;
     }
+    // Rows beyond `w` (a broken invariant) are NaN; the kernels see whole rows only.
+    let whole = (w.len() / w_row).min(out.len());
+    let (out, missing) = out.split_at_mut(whole);
+    missing.fill(f32::NAN);
+    let w = &w[..whole * w_row];
+    // A short activation (another broken invariant) must not be read past its end.
+    if act.len() < act_row {
+        out.fill(f32::NAN);
+        return;
+    }
+    let act = &act[..act_row];
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    #[cfg(target_arch = "x86_64")]
+    if x86::matvec(isa, ty, w, w_row, act, out) {
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::matvec(isa, ty, w, w_row, act, out) {
+        return;
+    }
+    matvec_scalar(ty, w, w_row, act, out);
+}
+
+fn matvec_scalar(ty: GgmlType, w: &[u8], w_row: usize, act: &[u8], out: &mut [f32]) {
     use scalar as k;
     match ty {
         GgmlType::F32 => rows::<[u8; 4], [u8; 4]>(w, w_row, act, out, k::vec_dot_f32),
         GgmlType::F16 => rows::<[u8; 2], [u8; 2]>(w, w_row, act, out, k::vec_dot_f16),
         GgmlType::BF16 => rows::<[u8; 2], [u8; 2]>(w, w_row, act, out, k::vec_dot_bf16),
         GgmlType::Q4_0 => rows(w, w_row, act, out, k::vec_dot_q4_0_q8_0),
-        GgmlType::Q4_1 => rows(w, w_row, act, out, lanes::vec_dot_q4_1_q8_1),
+        GgmlType::Q4_1 => rows(w, w_row, act, out, k::vec_dot_q4_1_q8_1),
         GgmlType::Q5_0 => rows(w, w_row, act, out, k::vec_dot_q5_0_q8_0),
         GgmlType::Q5_1 => rows(w, w_row, act, out, k::vec_dot_q5_1_q8_1),
-        GgmlType::Q8_0 => rows(w, w_row, act, out, lanes::vec_dot_q8_0_q8_0),
+        GgmlType::Q8_0 => rows(w, w_row, act, out, k::vec_dot_q8_0_q8_0),
         GgmlType::Q2_K => rows(w, w_row, act, out, k::vec_dot_q2_k_q8_k),
         GgmlType::Q3_K => rows(w, w_row, act, out, k::vec_dot_q3_k_q8_k),
         GgmlType::Q4_K => rows(w, w_row, act, out, k::vec_dot_q4_k_q8_k),
@@ -47,7 +204,7 @@ pub(crate) fn matvec(ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f3
     }
 }
 
-/// Applies a typed row kernel to each weight row; rows beyond `w` (a broken invariant) are NaN.
+/// Applies a typed row kernel to each weight row (`w` holds exactly `out.len()` rows).
 #[inline(always)]
 fn rows<W: Pod, A: Pod>(
     w: &[u8],
@@ -57,11 +214,7 @@ fn rows<W: Pod, A: Pod>(
     dot: impl Fn(&[W], &[A]) -> f32,
 ) {
     let act = as_blocks::<A>(act);
-    let mut w_rows = w.chunks_exact(row_bytes);
-    for o in out.iter_mut() {
-        *o = match w_rows.next() {
-            Some(row) => dot(as_blocks(row), act),
-            None => f32::NAN,
-        };
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        *o = dot(as_blocks(row), act);
     }
 }

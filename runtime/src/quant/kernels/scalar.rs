@@ -307,7 +307,6 @@ pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 }
 
 /// Q4_1 weights · Q8_1 activations; the min term uses the activation's stored d * sum.
-#[allow(dead_code)] // ggml's generic C order; the runtime uses kernels/lanes.rs
 pub fn vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {
@@ -359,7 +358,6 @@ pub fn vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
 }
 
 /// Q8_0 weights · Q8_0 activations.
-#[allow(dead_code)] // ggml's generic C order; the runtime uses kernels/lanes.rs
 pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in x.iter().zip(y) {

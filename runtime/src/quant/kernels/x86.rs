@@ -1,0 +1,1231 @@
+//! x86-64 kernels: AVX2 (with FMA and F16C), optionally with VNNI dot products, and AVX-512.
+//!
+//! Each level is a module of `#[target_feature]` functions stamped from one template
+//! (`avx2_family!`, plus `avx512_family!` on the AVX-512 levels), so that everything inlines
+//! within a level and one binary carries them all; [`has`] decides at run time which one may run.
+//!
+//! - The 32-element block types take four weight rows per activation block (`rows4!`): the
+//!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
+//!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
+//!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
+//! - Every kernel prefetches the next rows: model rows are a few hundred bytes, too short for the
+//!   hardware prefetcher, and the output head otherwise ran at a quarter of the L3 bandwidth.
+//! - The integer parts of the dot products are exact; the float parts (per-block scales) are
+//!   summed in vector lanes instead of ggml's scalar order. A row's result does not depend on
+//!   which rows it was grouped with.
+//! - The activation quantizers give exactly the reference bytes (blocks holding NaN or infinity
+//!   take the reference code, whose sequential NaN handling no vector order reproduces).
+//!
+//! As in ggml, the unsigned-by-signed byte products (`vpmaddubsw`, `vpdpbusd`) assume activation
+//! quants in [-127, 127], which is what the activation quantizers produce; Q6_K's offset of 32 is
+//! taken through the activation's group sums, which the quantizer makes consistent with its quants.
+
+use super::Isa;
+use crate::quant::GgmlType;
+use core::arch::x86_64::*;
+
+/// The best x86 level this CPU has.
+pub(super) fn detect() -> Option<Isa> {
+    [Isa::Avx512Vnni, Isa::Avx512, Isa::AvxVnni, Isa::Avx2]
+        .into_iter()
+        .find(|&isa| has(isa))
+}
+
+/// Whether the CPU has every feature the level's functions enable. With `std` this asks the CPU
+/// (cached by std); without it, only what the build targets statically.
+// Without std the feature tests are constants, which clippy would fold.
+#[cfg_attr(not(feature = "std"), allow(clippy::nonminimal_bool))]
+pub(super) fn has(isa: Isa) -> bool {
+    #[cfg(feature = "std")]
+    macro_rules! f {
+        ($($name:tt),*) => { $(std::is_x86_feature_detected!($name))&&* };
+    }
+    #[cfg(not(feature = "std"))]
+    macro_rules! f {
+        ($($name:tt),*) => { $(cfg!(target_feature = $name))&&* };
+    }
+    let avx2 = f!("avx2", "fma", "f16c");
+    match isa {
+        Isa::Avx2 => avx2,
+        Isa::AvxVnni => avx2 && f!("avxvnni"),
+        Isa::Avx512 => avx2 && f!("avx512f", "avx512bw", "avx512dq", "avx512vl"),
+        Isa::Avx512Vnni => avx2 && f!("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512vnni"),
+        _ => false,
+    }
+}
+
+/// Runs `matvec` at `isa` if this module has kernels for it; `false` leaves the work to the caller.
+pub(super) fn matvec(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    w_row: usize,
+    act: &[u8],
+    out: &mut [f32],
+) -> bool {
+    if !has(isa) {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature the level's functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 => avx2::matvec(ty, w, w_row, act, out),
+            Isa::AvxVnni => avxvnni::matvec(ty, w, w_row, act, out),
+            Isa::Avx512 => avx512::matvec(ty, w, w_row, act, out),
+            Isa::Avx512Vnni => avx512vnni::matvec(ty, w, w_row, act, out),
+            _ => false,
+        }
+    }
+}
+
+/// Quantizes an activation row at `isa` if this module has a kernel for it.
+pub(super) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
+    if !has(isa) {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature the level's functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 => avx2::quantize_row(ty, x, y),
+            Isa::AvxVnni => avxvnni::quantize_row(ty, x, y),
+            Isa::Avx512 => avx512::quantize_row(ty, x, y),
+            Isa::Avx512Vnni => avx512vnni::quantize_row(ty, x, y),
+            _ => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- level-specific primitives
+
+/// Sums of four u8 × i8 products per i32 lane (no saturation for |b| <= 127).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mul_sum_us8_avx2(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+fn mul_sum_us8_avxvnni(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
+}
+
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[inline]
+fn mul_sum_us8_avx512vnni(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+}
+
+/// Byte i is 0xFF where bit i of the little-endian `qh` is set, else 0.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn bits32_avx2(qh: [u8; 4]) -> __m256i {
+    let x = _mm256_set1_epi32(i32::from_le_bytes(qh));
+    let spread = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(x, spread);
+    // Every bit but bit (i mod 8) set in byte i: the byte is all ones iff that bit was set.
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(bytes, others), _mm256_set1_epi64x(-1))
+}
+
+#[target_feature(enable = "avx2,avx512bw,avx512vl")]
+#[inline]
+fn bits32_avx512(qh: [u8; 4]) -> __m256i {
+    _mm256_movm_epi8(u32::from_le_bytes(qh))
+}
+
+// ---------------------------------------------------------------- 256-bit kernels
+
+/// `out[r]` = `$dot`(row r, act) over whole rows.
+macro_rules! rows {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $dot:expr) => {{
+        let act = as_blocks($act);
+        for (o, row) in $out.iter_mut().zip($w.chunks_exact($w_row)) {
+            *o = $dot(as_blocks(row), act);
+        }
+    }};
+}
+
+/// `out[r]` = `$kernel`(row r, act) for rows taken four at a time (sharing the activation's loads
+/// and scale conversions), then one at a time; both run the same per-row operations, so a row's
+/// result does not depend on its neighbours.
+macro_rules! rows4 {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident) => {{
+        let act = as_blocks($act);
+        let mut o4 = $out.chunks_exact_mut(4);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            o.copy_from_slice(&$kernel::<4>(x, act));
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().iter_mut().zip(rest) {
+            *o = $kernel::<1>([as_blocks(row)], act)[0];
+        }
+    }};
+}
+
+/// A dot-product kernel for `R` rows of a 32-element block type, sharing each activation block.
+/// `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for i8 × i8),
+/// `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or d · sum in the
+/// high half, if any).
+macro_rules! legacy_rows {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
+     $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
+            let y = y.get(..nb).unwrap_or(&[]);
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut accm = [_mm_setzero_ps(); R];
+            for (b, yb) in y.iter().enumerate() {
+                let ys: fn(&$Y) -> u32 = $ys;
+                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
+                let qy = load32i(&yb.qs);
+                // Unsigned quants stored with an offset: the offset times the activation sum,
+                // once for all rows, replaces a per-row sign trick.
+                let ysum = if $off != 0 {
+                    _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for r in 0..R {
+                    // The next row group, R rows on: short rows defeat the hardware prefetcher.
+                    let ahead = (R * nb + b) * core::mem::size_of::<$X>();
+                    _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
+                    let $xb = &x[r][b];
+                    let xs: fn(&$X) -> u32 = $xs;
+                    // [xd · yd, xm · ys]: one conversion and one product for both terms.
+                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32)), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let mut dot = $mul($quants, qy);
+                    if $off != 0 {
+                        dot = _mm256_sub_epi32(dot, ysum);
+                    }
+                    let sum = _mm256_cvtepi32_ps(dot);
+                    acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[r]);
+                }
+            }
+            let mut out = [0.0f32; R];
+            for r in 0..R {
+                let m = if $min {
+                    _mm_cvtss_f32(_mm_movehdup_ps(accm[r]))
+                } else {
+                    0.0
+                };
+                out[r] = hsum_ps(acc[r]) + m;
+            }
+            out
+        }
+    };
+}
+
+/// The 512-bit form of `legacy_rows!`: two blocks per vector, then a 256-bit odd block.
+/// `$q2` gives the 64 quants of blocks `$a`, `$b`; `$q1` the 32 of block `$a`; for unsigned
+/// quants with an offset (`$off` = 8 for Q4_0, 16 for Q5_0) the offset times the activation sum,
+/// shared by the rows, is taken off the integer dot product.
+macro_rules! legacy_rows512 {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$a:ident, $b:ident| $q2:expr, $q1:expr,
+     $mul512:path, $mul256:path, $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
+            let y = y.get(..nb).unwrap_or(&[]);
+            let xs: fn(&$X) -> u32 = $xs;
+            let ys: fn(&$Y) -> u32 = $ys;
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut acc1 = [_mm256_setzero_ps(); R];
+            let mut accm = [_mm_setzero_ps(); R];
+            // Lanes 0-7 take the first block's scale, lanes 8-15 the second's.
+            let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+            let (y2, y1) = y.as_chunks::<2>();
+            for (i, yy) in y2.iter().enumerate() {
+                let qy = pair_i8(&yy[0].qs, &yy[1].qs);
+                let yv = _mm_cvtph_ps(_mm_setr_epi32(ys(&yy[0]) as i32, ys(&yy[1]) as i32, 0, 0));
+                let ysum = if $off != 0 {
+                    _mm512_mullo_epi32($mul512(_mm512_set1_epi8(1), qy), _mm512_set1_epi32($off))
+                } else {
+                    _mm512_setzero_si512()
+                };
+                for r in 0..R {
+                    // The next row group, R rows on: short rows defeat the hardware prefetcher.
+                    let ahead = (R * nb + 2 * i) * core::mem::size_of::<$X>();
+                    _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
+                    let ($a, $b) = (&x[r][2 * i], &x[r][2 * i + 1]);
+                    let sc = _mm_setr_epi32(xs($a) as i32, xs($b) as i32, 0, 0);
+                    // [xd · yd, xm · ys] of both blocks: one conversion, one product.
+                    let p = _mm_mul_ps(_mm_cvtph_ps(sc), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let mut dot = $mul512($q2, qy);
+                    if $off != 0 {
+                        dot = _mm512_sub_epi32(dot, ysum);
+                    }
+                    let d = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(p));
+                    acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[r]);
+                }
+            }
+            if let Some(yb) = y1.first() {
+                let qy = load32i(&yb.qs);
+                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
+                let ysum = if $off != 0 {
+                    _mm256_mullo_epi32($mul256(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for r in 0..R {
+                    let $a = &x[r][nb - 1];
+                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($a) as i32)), yv);
+                    if $min {
+                        accm[r] = _mm_add_ps(accm[r], p);
+                    }
+                    let dot = _mm256_sub_epi32($mul256($q1, qy), ysum);
+                    let d = _mm256_broadcastss_ps(p);
+                    acc1[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc1[r]);
+                }
+            }
+            let mut out = [0.0f32; R];
+            for r in 0..R {
+                let m = if $min {
+                    let hi = _mm_movehdup_ps(accm[r]);
+                    _mm_cvtss_f32(_mm_add_ss(hi, _mm_movehl_ps(hi, hi)))
+                } else {
+                    0.0
+                };
+                out[r] = _mm512_reduce_add_ps(acc[r]) + hsum_ps(acc1[r]) + m;
+            }
+            out
+        }
+    };
+}
+
+/// Whether the 32-element quants keep ggml's 256-bit summation order on AVX-512 (see `matvec`).
+const EXACT: bool = true;
+
+/// Stamps 512-bit kernels into a module that also holds `avx2_family!`'s (whose helpers they
+/// use), and the module's `matvec`, which prefers them.
+macro_rules! avx512_family {
+    ($features:literal, $mul512:path, $mul256:path) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn matvec(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                // ggml's AVX-512 builds run its 256-bit kernels for the 32-element quants; using
+                // the same order (one 8-lane accumulator per row) keeps our logits bit-identical
+                // to llama.cpp's, which is worth more than the 512-bit kernels' few percent.
+                GgmlType::Q4_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_0),
+                GgmlType::Q4_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_1),
+                GgmlType::Q5_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_0),
+                GgmlType::Q5_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_1),
+                GgmlType::Q4_0 => rows4!(out, w, w_row, act, wide_q4_0),
+                GgmlType::Q4_1 => rows4!(out, w, w_row, act, wide_q4_1),
+                GgmlType::Q5_0 => rows4!(out, w, w_row, act, wide_q5_0),
+                GgmlType::Q5_1 => rows4!(out, w, w_row, act, wide_q5_1),
+                // Q8_0's signed products cost more at 512 bits (no vpsignb: a mask, abs and a
+                // masked subtract, on two ports) than in the 256-bit kernel: measured slower.
+                _ => return matvec256(ty, w, w_row, act, out),
+            }
+            true
+        }
+
+        /// Two blocks' 32 bytes side by side.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn pair_i8(a: &[i8; 32], b: &[i8; 32]) -> __m512i {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32i(a)), load32i(b))
+        }
+
+        /// The nibbles of two blocks in element order (low nibbles, then high, per block),
+        /// from broadcast loads and one variable shift (no lane-crossing shuffle).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nibbles64(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
+            let q = _mm512_broadcast_i32x4(load16(a));
+            let q = _mm512_mask_broadcast_i32x4(q, 0xFF00, load16(b));
+            let q = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+            _mm512_and_si512(q, _mm512_set1_epi8(0x0F))
+        }
+
+        /// 0x10 in the bytes whose fifth bit is set, for two Q5 blocks.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth64(a: [u8; 4], b: [u8; 4]) -> __m512i {
+            let bits = u64::from(u32::from_le_bytes(a)) | (u64::from(u32::from_le_bytes(b)) << 32);
+            _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth32(a: [u8; 4]) -> __m256i {
+            _mm256_maskz_mov_epi8(u32::from_le_bytes(a), _mm256_set1_epi8(0x10))
+        }
+
+        legacy_rows512!(
+            $features,
+            wide_q4_0,
+            BlockQ4_0,
+            BlockQ8_0,
+            |a, b| nibbles64(&a.qs, &b.qs),
+            nibbles32(&a.qs),
+            $mul512,
+            $mul256,
+            8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows512!(
+            $features,
+            wide_q4_1,
+            BlockQ4_1,
+            BlockQ8_1,
+            |a, b| nibbles64(&a.qs, &b.qs),
+            nibbles32(&a.qs),
+            $mul512,
+            $mul256,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows512!(
+            $features,
+            wide_q5_0,
+            BlockQ5_0,
+            BlockQ8_0,
+            |a, b| _mm512_or_si512(nibbles64(&a.qs, &b.qs), fifth64(a.qh, b.qh)),
+            _mm256_or_si256(nibbles32(&a.qs), fifth32(a.qh)),
+            $mul512,
+            $mul256,
+            16,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows512!(
+            $features,
+            wide_q5_1,
+            BlockQ5_1,
+            BlockQ8_1,
+            |a, b| _mm512_or_si512(nibbles64(&a.qs, &b.qs), fifth64(a.qh, b.qh)),
+            _mm256_or_si256(nibbles32(&a.qs), fifth32(a.qh)),
+            $mul512,
+            $mul256,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+    };
+}
+
+/// Sums of four u8 × i8 products per i32 lane, 512 bits wide.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn mul_sum_us8_512(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+fn mul_sum_us8_512_vnni(a: __m512i, b: __m512i) -> __m512i {
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b)
+}
+
+/// Runs `$body` on each (weight block, activation block) pair with two independent accumulators,
+/// alternating (an FMA's latency is longer than one block's work), and returns both.
+macro_rules! pairs {
+    ($x:expr, $y:expr, |$a:ident, $b:ident, $acc:ident| $body:block) => {{
+        let (x2, x1) = $x.as_chunks::<2>();
+        let (y2, y1) = $y.as_chunks::<2>();
+        let zero = Acc {
+            v: _mm256_setzero_ps(),
+            s: 0.0,
+        };
+        let (mut acc0, mut acc1) = (zero, zero);
+        let row = $x.len() * core::mem::size_of_val(&$x[..1]);
+        for (k, (xx, yy)) in x2.iter().zip(y2).enumerate() {
+            // The next row, which follows this one: the hardware prefetcher starts too late on
+            // rows of a few hundred bytes.
+            let at = $x
+                .as_ptr()
+                .cast::<i8>()
+                .wrapping_add(row + k * core::mem::size_of_val(xx));
+            for line in (0..core::mem::size_of_val(xx)).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
+            }
+            {
+                let ($a, $b, $acc) = (&xx[0], &yy[0], &mut acc0);
+                $body
+            }
+            {
+                let ($a, $b, $acc) = (&xx[1], &yy[1], &mut acc1);
+                $body
+            }
+        }
+        for (xx, yy) in x1.iter().zip(y1) {
+            let ($a, $b, $acc) = (xx, yy, &mut acc0);
+            $body
+        }
+        (acc0, acc1)
+    }};
+}
+
+/// Stamps a module of 256-bit kernels compiled for `$features`, with the level's u8 × i8 dot
+/// product and bit expansion.
+macro_rules! avx2_family {
+    ($features:literal, $mul_sum_us8:path, $bits32:path) => {
+        use crate::quant::blocks::*;
+        use crate::quant::{quantize, GgmlType};
+        use core::arch::x86_64::*;
+
+        /// `out[r]` = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
+        #[target_feature(enable = $features)]
+        pub(super) fn matvec256(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                GgmlType::Q4_0 => rows4!(out, w, w_row, act, rows_q4_0),
+                GgmlType::Q4_1 => rows4!(out, w, w_row, act, rows_q4_1),
+                GgmlType::Q5_0 => rows4!(out, w, w_row, act, rows_q5_0),
+                GgmlType::Q5_1 => rows4!(out, w, w_row, act, rows_q5_1),
+                GgmlType::Q8_0 => rows4!(out, w, w_row, act, rows_q8_0),
+                GgmlType::Q4_K => rows!(out, w, w_row, act, dot_q4_k),
+                GgmlType::Q5_K => rows!(out, w, w_row, act, dot_q5_k),
+                GgmlType::Q6_K => rows!(out, w, w_row, act, dot_q6_k),
+                GgmlType::F32 => rows!(out, w, w_row, act, dot_f32),
+                GgmlType::F16 => rows!(out, w, w_row, act, dot_half::<false>),
+                GgmlType::BF16 => rows!(out, w, w_row, act, dot_half::<true>),
+                _ => return false,
+            }
+            true
+        }
+
+        /// Quantizes an activation row, byte-identical to the reference quantizers.
+        #[target_feature(enable = $features)]
+        pub(super) fn quantize_row(ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
+            match ty {
+                GgmlType::Q8_0 => {
+                    for (x, y) in x.chunks_exact(QK).zip(as_blocks_mut::<BlockQ8_0>(y)) {
+                        match quantize_q8_block(x, &mut y.qs) {
+                            Some((d, _)) => y.d = f2h(d),
+                            None => quantize::quantize_q8_0(x, core::slice::from_mut(y)),
+                        }
+                    }
+                }
+                GgmlType::Q8_1 => {
+                    for (x, y) in x.chunks_exact(QK).zip(as_blocks_mut::<BlockQ8_1>(y)) {
+                        match quantize_q8_block(x, &mut y.qs) {
+                            Some((d, sum)) => {
+                                y.d = f2h(d);
+                                y.s = f2h(sum as f32 * d);
+                            }
+                            None => quantize::quantize_q8_1(x, core::slice::from_mut(y)),
+                        }
+                    }
+                }
+                GgmlType::Q8_K => {
+                    for (x, y) in x.chunks_exact(QK_K).zip(as_blocks_mut::<BlockQ8K>(y)) {
+                        if !quantize_q8_k_block(x, y) {
+                            quantize::quantize_q8_k(x, core::slice::from_mut(y));
+                        }
+                    }
+                }
+                _ => return false,
+            }
+            true
+        }
+
+        // ---------------- loads and reductions
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load16(b: &[u8; 16]) -> __m128i {
+            // SAFETY: `b` is 16 readable bytes; the load has no alignment requirement.
+            unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load32(b: &[u8; 32]) -> __m256i {
+            // SAFETY: `b` is 32 readable bytes; the load has no alignment requirement.
+            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load32i(b: &[i8; 32]) -> __m256i {
+            // SAFETY: `b` is 32 readable bytes; the load has no alignment requirement.
+            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load_ps(x: &[f32; 8]) -> __m256 {
+            // SAFETY: `x` is 8 readable floats; the load has no alignment requirement.
+            unsafe { _mm256_loadu_ps(x.as_ptr()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn store32i(v: __m256i, b: &mut [i8; 32]) {
+            // SAFETY: `b` is 32 writable bytes; the store has no alignment requirement.
+            unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), v) }
+        }
+
+        /// f16 to f32 with F16C (exact, like the reference's widening).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn h2f(h: [u8; 2]) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                u16::from_le_bytes(h),
+            ))))
+        }
+
+        /// f32 to f16 with F16C, rounding to nearest even like the reference's conversion.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn f2h(x: f32) -> [u8; 2] {
+            let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x));
+            (_mm_extract_epi16::<0>(h) as u16).to_le_bytes()
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hsum_ps(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hsum_epi32(v: __m256i) -> i32 {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hmax_ps(v: __m256) -> f32 {
+            let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hmin_ps(v: __m256) -> f32 {
+            let s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_min_ss(s, _mm_movehdup_ps(s)))
+        }
+
+        // ---------------- small integer helpers
+
+        /// The 32 nibbles of a Q4_0/Q4_1/Q5 block in element order: low nibbles, then high.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nibbles32(qs: &[u8; 16]) -> __m256i {
+            // A broadcast load and a per-lane shift: no lane insert (a port-5 shuffle).
+            let q = _mm256_broadcastsi128_si256(load16(qs));
+            let q = _mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0));
+            _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
+        }
+
+        /// Sums of four i8 × i8 products per lane, through |x| and y * sign(x).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
+            $mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+        }
+
+        /// A vector of partial sums and a scalar one (the min terms).
+        #[derive(Clone, Copy)]
+        struct Acc {
+            v: __m256,
+            s: f32,
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn finish(a: Acc, b: Acc) -> f32 {
+            hsum_ps(_mm256_add_ps(a.v, b.v)) + (a.s + b.s)
+        }
+
+        // ---------------- legacy quants (blocks of 32)
+
+        legacy_rows!(
+            $features,
+            rows_q4_0,
+            BlockQ4_0,
+            BlockQ8_0,
+            |x| nibbles32(&x.qs),
+            $mul_sum_us8,
+            8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows!(
+            $features,
+            rows_q4_1,
+            BlockQ4_1,
+            BlockQ8_1,
+            |x| nibbles32(&x.qs),
+            $mul_sum_us8,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows!(
+            $features,
+            rows_q5_0,
+            BlockQ5_0,
+            BlockQ8_0,
+            |x| _mm256_or_si256(
+                nibbles32(&x.qs),
+                _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
+            ),
+            $mul_sum_us8,
+            16,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows!(
+            $features,
+            rows_q5_1,
+            BlockQ5_1,
+            BlockQ8_1,
+            |x| _mm256_or_si256(
+                nibbles32(&x.qs),
+                _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
+            ),
+            $mul_sum_us8,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_rows!(
+            $features,
+            rows_q8_0,
+            BlockQ8_0,
+            BlockQ8_0,
+            |x| load32i(&x.qs),
+            mul_sum_i8,
+            0,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+
+        // ---------------- K-quants (super-blocks of 256)
+
+        /// Q4_K / Q5_K scales (low 128 bits, as i16) and mins (high 128 bits), from the 12 packed
+        /// bytes (ggml's utmp shuffle).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn scales_mins_k4(p: &[u8; K_SCALE_SIZE]) -> __m256i {
+            const M1: u32 = 0x3f3f_3f3f;
+            const M2: u32 = 0x0f0f_0f0f;
+            const M3: u32 = 0x0303_0303;
+            let u =
+                |i: usize| u32::from_le_bytes([p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]]);
+            let (u0, u1, u2) = (u(0), u(1), u(2));
+            let sc_lo = u0 & M1;
+            let sc_hi = (u2 & M2) | (((u0 >> 6) & M3) << 4);
+            let m_lo = u1 & M1;
+            let m_hi = ((u2 >> 4) & M2) | (((u1 >> 6) & M3) << 4);
+            let v = _mm_set_epi32(m_hi as i32, m_lo as i32, sc_hi as i32, sc_lo as i32);
+            _mm256_cvtepu8_epi16(v)
+        }
+
+        /// Σ `mins[g]` · (sum of the 32 activations of group g), from Q8_K's 16-element sums.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mins_dot_bsums(mins: __m128i, y: &BlockQ8K) -> i32 {
+            let bsums = load32(bytemuck::cast_ref(&y.bsums));
+            let pairs = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bsums),
+                _mm256_extracti128_si256::<1>(bsums),
+            );
+            hsum_epi32_128(_mm_madd_epi16(mins, pairs))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hsum_epi32_128(s: __m128i) -> i32 {
+            let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
+        }
+
+        /// Element `I` of the eight i16 held (twice) in each 128-bit lane of `v`, in every lane.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn splat_i16<const I: i32>(v: __m256i) -> __m256i {
+            let idx = i16::from_le_bytes([(2 * I) as u8, (2 * I + 1) as u8]);
+            _mm256_shuffle_epi8(v, _mm256_set1_epi16(idx))
+        }
+
+        /// Two groups of 32 (G and G + 1) of a Q4_K / Q5_K super-block, scaled: `l` and `h` are
+        /// their unsigned quants, `sc` the eight scales.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn k4_groups<const G: i32, const H: i32>(
+            l: __m256i,
+            h: __m256i,
+            q8: &[[i8; 32]; 8],
+            sc: __m256i,
+        ) -> __m256i {
+            let pl = _mm256_maddubs_epi16(l, load32i(&q8[G as usize]));
+            let ph = _mm256_maddubs_epi16(h, load32i(&q8[H as usize]));
+            let pl = _mm256_madd_epi16(splat_i16::<G>(sc), pl);
+            let ph = _mm256_madd_epi16(splat_i16::<H>(sc), ph);
+            _mm256_add_epi32(pl, ph)
+        }
+
+        /// The scales of a Q4_K / Q5_K super-block as i16 in both lanes, and the min term.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn k4_setup(packed: &[u8; K_SCALE_SIZE], y: &BlockQ8K) -> (__m256i, i32) {
+            let sm = scales_mins_k4(packed);
+            let mins = mins_dot_bsums(_mm256_extracti128_si256::<1>(sm), y);
+            let sc = _mm256_permute2x128_si256::<0x00>(sm, sm);
+            (sc, mins)
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let (a, b) = pairs!(x, y, |x, y, acc| {
+                let yd = f32::from_le_bytes(y.d);
+                let (sc, mins) = k4_setup(&x.scales, y);
+                acc.s -= h2f(x.dmin) * yd * mins as f32;
+                let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+                let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
+                let b0 = load32(&qs[0]);
+                let b1 = load32(&qs[1]);
+                let b2 = load32(&qs[2]);
+                let b3 = load32(&qs[3]);
+                let s0 = k4_groups::<0, 1>(_mm256_and_si256(b0, m4), nib_hi(b0, m4), q8, sc);
+                let s1 = k4_groups::<2, 3>(_mm256_and_si256(b1, m4), nib_hi(b1, m4), q8, sc);
+                let s2 = k4_groups::<4, 5>(_mm256_and_si256(b2, m4), nib_hi(b2, m4), q8, sc);
+                let s3 = k4_groups::<6, 7>(_mm256_and_si256(b3, m4), nib_hi(b3, m4), q8, sc);
+                let sumi = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
+                let d = _mm256_set1_ps(h2f(x.d) * yd);
+                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.v);
+            });
+            finish(a, b)
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nib_hi(b: __m256i, m4: __m256i) -> __m256i {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(b), m4)
+        }
+
+        /// Bit `G` of each byte of `h`, moved to bit 4.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth_bit<const G: i32>(h: __m256i) -> __m256i {
+            let bit = _mm256_slli_epi16::<4>(_mm256_srli_epi16::<G>(h));
+            _mm256_and_si256(bit, _mm256_set1_epi8(0x10))
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let (a, b) = pairs!(x, y, |x, y, acc| {
+                let yd = f32::from_le_bytes(y.d);
+                let (sc, mins) = k4_setup(&x.scales, y);
+                acc.s -= h2f(x.dmin) * yd * mins as f32;
+                let qs: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+                let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
+                let hb = load32(&x.qh);
+                let b0 = load32(&qs[0]);
+                let b1 = load32(&qs[1]);
+                let b2 = load32(&qs[2]);
+                let b3 = load32(&qs[3]);
+                let l0 = _mm256_or_si256(_mm256_and_si256(b0, m4), fifth_bit::<0>(hb));
+                let h0 = _mm256_or_si256(nib_hi(b0, m4), fifth_bit::<1>(hb));
+                let l1 = _mm256_or_si256(_mm256_and_si256(b1, m4), fifth_bit::<2>(hb));
+                let h1 = _mm256_or_si256(nib_hi(b1, m4), fifth_bit::<3>(hb));
+                let l2 = _mm256_or_si256(_mm256_and_si256(b2, m4), fifth_bit::<4>(hb));
+                let h2 = _mm256_or_si256(nib_hi(b2, m4), fifth_bit::<5>(hb));
+                let l3 = _mm256_or_si256(_mm256_and_si256(b3, m4), fifth_bit::<6>(hb));
+                let h3 = _mm256_or_si256(nib_hi(b3, m4), fifth_bit::<7>(hb));
+                let s0 = k4_groups::<0, 1>(l0, h0, q8, sc);
+                let s1 = k4_groups::<2, 3>(l1, h1, q8, sc);
+                let s2 = k4_groups::<4, 5>(l2, h2, q8, sc);
+                let s3 = k4_groups::<6, 7>(l3, h3, q8, sc);
+                let sumi = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
+                let d = _mm256_set1_ps(h2f(x.d) * yd);
+                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.v);
+            });
+            finish(a, b)
+        }
+
+        /// 32 elements of a Q6_K super-block (unsigned 6-bit `q`) times activations `y`, scaled
+        /// by group A (first 16) and group B (last 16) of the eight scales in `sc`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn q6_quarter<const A: i32, const B: i32>(
+            q: __m256i,
+            y: &[i8; 32],
+            sc: __m256i,
+        ) -> __m256i {
+            let p = _mm256_maddubs_epi16(q, load32i(y));
+            // maddubs keeps elements 0-15 in the low 128-bit lane and 16-31 in the high one.
+            let s = _mm256_blend_epi32::<0xF0>(splat_i16::<A>(sc), splat_i16::<B>(sc));
+            _mm256_madd_epi16(s, p)
+        }
+
+        /// Bits 2k..2k+2 of each byte of `h`, moved to bits 4-5.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn q6_high<const K2: i32>(h: __m256i) -> __m256i {
+            let two = _mm256_and_si256(_mm256_srli_epi16::<K2>(h), _mm256_set1_epi8(0x03));
+            _mm256_slli_epi16::<4>(two)
+        }
+
+        /// Half a Q6_K super-block (128 elements).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn q6_half(ql: &[[u8; 32]; 2], qh: &[u8; 32], q8: &[[i8; 32]; 4], sc: __m256i) -> __m256i {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let b1 = load32(&ql[0]);
+            let b2 = load32(&ql[1]);
+            let bh = load32(qh);
+            let q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), q6_high::<0>(bh));
+            let q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), q6_high::<2>(bh));
+            let q2 = _mm256_or_si256(nib_hi(b1, m4), q6_high::<4>(bh));
+            let q3 = _mm256_or_si256(nib_hi(b2, m4), q6_high::<6>(bh));
+            let s0 = q6_quarter::<0, 1>(q0, &q8[0], sc);
+            let s1 = q6_quarter::<2, 3>(q1, &q8[1], sc);
+            let s2 = q6_quarter::<4, 5>(q2, &q8[2], sc);
+            let s3 = q6_quarter::<6, 7>(q3, &q8[3], sc);
+            _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3))
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+            let (a, b) = pairs!(x, y, |x, y, acc| {
+                // Scales as i16: groups 0-7 in both lanes of `sc_lo`, 8-15 in `sc_hi`.
+                let s16 = _mm256_cvtepi8_epi16(load16(bytemuck::cast_ref(&x.scales)));
+                let sc_lo = _mm256_permute2x128_si256::<0x00>(s16, s16);
+                let sc_hi = _mm256_permute2x128_si256::<0x11>(s16, s16);
+                // The quants are stored plus 32: take 32 · Σ sc[g] · bsum[g] off at the end.
+                let bsums = load32(bytemuck::cast_ref(&y.bsums));
+                let off = hsum_epi32(_mm256_madd_epi16(s16, bsums));
+                let ql: &[[[u8; 32]; 2]; 2] = bytemuck::cast_ref(&x.ql);
+                let qh: &[[u8; 32]; 2] = bytemuck::cast_ref(&x.qh);
+                let q8: &[[[i8; 32]; 4]; 2] = bytemuck::cast_ref(&y.qs);
+                let sumi = _mm256_add_epi32(
+                    q6_half(&ql[0], &qh[0], &q8[0], sc_lo),
+                    q6_half(&ql[1], &qh[1], &q8[1], sc_hi),
+                );
+                let sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+                let d = _mm256_set1_ps(h2f(x.d) * f32::from_le_bytes(y.d));
+                acc.v = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc.v);
+            });
+            finish(a, b)
+        }
+
+        // ---------------- float rows
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load_ps_bytes(b: &[u8; 32]) -> __m256 {
+            // SAFETY: `b` is 32 readable bytes; the load has no alignment requirement.
+            unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+        }
+
+        /// Prefetches the bytes `row` on from `chunk` (the same place in the next row).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn prefetch_next_row<const N: usize>(chunk: &[u8; N], row: usize) {
+            let at = chunk.as_ptr().cast::<i8>().wrapping_add(row);
+            for line in (0..N).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
+            }
+        }
+
+        /// f32 · f32 in four 8-lane accumulators (ggml's SIMD order of work, not its scalar one).
+        #[target_feature(enable = $features)]
+        fn dot_f32(x: &[u8], y: &[u8]) -> f32 {
+            let (x4, xt) = x.as_chunks::<128>();
+            let (y4, yt) = y.as_chunks::<128>();
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (xb, yb) in x4.iter().zip(y4) {
+                prefetch_next_row(xb, x.len());
+                let xs: &[[u8; 32]; 4] = bytemuck::cast_ref(xb);
+                let ys: &[[u8; 32]; 4] = bytemuck::cast_ref(yb);
+                for ((a, xv), yv) in acc.iter_mut().zip(xs).zip(ys) {
+                    *a = _mm256_fmadd_ps(load_ps_bytes(xv), load_ps_bytes(yv), *a);
+                }
+            }
+            let (x1, xt) = xt.as_chunks::<32>();
+            let (y1, yt) = yt.as_chunks::<32>();
+            for (xv, yv) in x1.iter().zip(y1) {
+                acc[0] = _mm256_fmadd_ps(load_ps_bytes(xv), load_ps_bytes(yv), acc[0]);
+            }
+            let mut tail = 0.0f32;
+            for (a, b) in xt.as_chunks::<4>().0.iter().zip(yt.as_chunks::<4>().0) {
+                tail += f32::from_le_bytes(*a) * f32::from_le_bytes(*b);
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            hsum_ps(s) + tail
+        }
+
+        /// Eight f16 (or bf16) values widened to f32.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn widen8<const BF16: bool>(b: &[u8; 16]) -> __m256 {
+            let v = load16(b);
+            if BF16 {
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(v)))
+            } else {
+                _mm256_cvtph_ps(v)
+            }
+        }
+
+        /// f16 · f16 (or bf16 · bf16) widened to f32 lanes, as ggml's SIMD path.
+        #[target_feature(enable = $features)]
+        fn dot_half<const BF16: bool>(x: &[u8], y: &[u8]) -> f32 {
+            let (x4, xt) = x.as_chunks::<64>();
+            let (y4, yt) = y.as_chunks::<64>();
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (xb, yb) in x4.iter().zip(y4) {
+                prefetch_next_row(xb, x.len());
+                let xs: &[[u8; 16]; 4] = bytemuck::cast_ref(xb);
+                let ys: &[[u8; 16]; 4] = bytemuck::cast_ref(yb);
+                for ((a, xv), yv) in acc.iter_mut().zip(xs).zip(ys) {
+                    *a = _mm256_fmadd_ps(widen8::<BF16>(xv), widen8::<BF16>(yv), *a);
+                }
+            }
+            let (x1, xt) = xt.as_chunks::<16>();
+            let (y1, yt) = yt.as_chunks::<16>();
+            for (xv, yv) in x1.iter().zip(y1) {
+                acc[0] = _mm256_fmadd_ps(widen8::<BF16>(xv), widen8::<BF16>(yv), acc[0]);
+            }
+            let mut tail = 0.0f32;
+            for (&a, &b) in xt.as_chunks::<2>().0.iter().zip(yt.as_chunks::<2>().0) {
+                tail += if BF16 {
+                    bf16_to_f32(a) * bf16_to_f32(b)
+                } else {
+                    f16_to_f32(a) * f16_to_f32(b)
+                };
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            hsum_ps(s) + tail
+        }
+
+        // ---------------- activation quantizers
+
+        /// roundf (halfway away from zero), exactly: truncate, then step away from zero when
+        /// the (exact) remainder is at least one half.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn round_away(v: __m256) -> __m256 {
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+            let sign = _mm256_set1_ps(-0.0);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+            let half = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
+            let step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0));
+            _mm256_add_ps(t, _mm256_and_ps(half, step))
+        }
+
+        /// Packs 4 × 8 i32 (each within i8) into 32 bytes in element order.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn pack_i8(i: [__m256i; 4]) -> __m256i {
+            let a = _mm256_packs_epi32(i[0], i[1]);
+            let b = _mm256_packs_epi32(i[2], i[3]);
+            let p = _mm256_packs_epi16(a, b);
+            _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+        }
+
+        /// One Q8_0/Q8_1 block: writes the quants, returns (d, sum of quants), or `None` if the
+        /// block holds NaN or infinity.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn quantize_q8_block(x: &[f32], qs: &mut [i8; QK]) -> Option<(f32, i32)> {
+            let x: &[f32; QK] = x.try_into().ok()?;
+            let x: &[[f32; 8]; 4] = bytemuck::cast_ref(x);
+            let v = [
+                load_ps(&x[0]),
+                load_ps(&x[1]),
+                load_ps(&x[2]),
+                load_ps(&x[3]),
+            ];
+            let sign = _mm256_set1_ps(-0.0);
+            let mut m = _mm256_andnot_ps(sign, v[0]);
+            for v in &v[1..] {
+                // max(|v|, m) keeps m where |v| is NaN (caught below through the sum).
+                m = _mm256_max_ps(_mm256_andnot_ps(sign, *v), m);
+            }
+            let amax = hmax_ps(m);
+            // NaN anywhere makes x·0 NaN; infinity makes amax infinite.
+            let sum = _mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3]));
+            let any_nan = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(sum, sum)) != 0;
+            if any_nan || !amax.is_finite() {
+                return None;
+            }
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let idv = _mm256_set1_ps(id);
+            let q = [
+                _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[0], idv))),
+                _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[1], idv))),
+                _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[2], idv))),
+                _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[3], idv))),
+            ];
+            let sum = hsum_epi32(_mm256_add_epi32(
+                _mm256_add_epi32(q[0], q[1]),
+                _mm256_add_epi32(q[2], q[3]),
+            ));
+            store32i(pack_i8(q), qs);
+            Some((d, sum))
+        }
+
+        /// The totals of eight vectors of i32, in order.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn group_sums(g: &[__m256i]) -> __m256i {
+            let t0 = _mm256_hadd_epi32(g[0], g[1]);
+            let t1 = _mm256_hadd_epi32(g[2], g[3]);
+            let t2 = _mm256_hadd_epi32(g[4], g[5]);
+            let t3 = _mm256_hadd_epi32(g[6], g[7]);
+            let u0 = _mm256_hadd_epi32(t0, t1);
+            let u1 = _mm256_hadd_epi32(t2, t3);
+            _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(u0, u1),
+                _mm256_permute2x128_si256::<0x31>(u0, u1),
+            )
+        }
+
+        /// One Q8_K super-block; `false` if it holds NaN or infinity (left to the reference code).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn quantize_q8_k_block(x: &[f32], y: &mut BlockQ8K) -> bool {
+            let Ok(x) = <&[f32; QK_K]>::try_from(x) else {
+                return false;
+            };
+            let xv: &[[f32; 8]; 32] = bytemuck::cast_ref(x);
+            let mut hi = load_ps(&xv[0]);
+            let mut lo = hi;
+            let mut sum = hi;
+            for v in &xv[1..] {
+                let v = load_ps(v);
+                hi = _mm256_max_ps(v, hi);
+                lo = _mm256_min_ps(v, lo);
+                sum = _mm256_add_ps(sum, v);
+            }
+            let (hi, lo) = (hmax_ps(hi), hmin_ps(lo));
+            if !(hi.is_finite() && lo.is_finite() && hsum_ps(sum).is_finite()) {
+                // A NaN is ignored by max/min but not by the sum; an overflowing sum is only a
+                // false alarm that the reference code handles.
+                return false;
+            }
+            // The reference takes the first value of largest magnitude.
+            let max = if hi > -lo {
+                hi
+            } else if -lo > hi {
+                lo
+            } else {
+                let amax = hi;
+                x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
+            };
+            if max == 0.0 {
+                *y = bytemuck::Zeroable::zeroed();
+                return true;
+            }
+            let iscale = -127.0 / max;
+            let iv = _mm256_set1_ps(iscale);
+            let qs: &mut [[i8; 32]; 8] = bytemuck::cast_mut(&mut y.qs);
+            let mut group = [_mm256_setzero_si256(); 16];
+            for (k, (q, x)) in qs.iter_mut().zip(xv.chunks_exact(4)).enumerate() {
+                // Round to nearest even, as the reference's nearest_int.
+                let i = [
+                    _mm256_cvtps_epi32(_mm256_mul_ps(iv, load_ps(&x[0]))),
+                    _mm256_cvtps_epi32(_mm256_mul_ps(iv, load_ps(&x[1]))),
+                    _mm256_cvtps_epi32(_mm256_mul_ps(iv, load_ps(&x[2]))),
+                    _mm256_cvtps_epi32(_mm256_mul_ps(iv, load_ps(&x[3]))),
+                ];
+                group[2 * k] = _mm256_add_epi32(i[0], i[1]);
+                group[2 * k + 1] = _mm256_add_epi32(i[2], i[3]);
+                store32i(pack_i8(i), q);
+            }
+            let (g0, g1) = group.split_at(8);
+            let (a, b) = (group_sums(g0), group_sums(g1));
+            let s16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+            store32i(s16, bytemuck::cast_mut(&mut y.bsums));
+            y.d = (1.0 / iscale).to_le_bytes();
+            true
+        }
+    };
+}
+
+pub(super) mod avx2 {
+    avx2_family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::bits32_avx2);
+    pub(super) use matvec256 as matvec;
+}
+
+pub(super) mod avxvnni {
+    avx2_family!(
+        "avx2,fma,f16c,avxvnni",
+        super::mul_sum_us8_avxvnni,
+        super::bits32_avx2
+    );
+    pub(super) use matvec256 as matvec;
+}
+
+pub(super) mod avx512 {
+    avx2_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
+        super::mul_sum_us8_avx2,
+        super::bits32_avx512
+    );
+    avx512_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
+        super::mul_sum_us8_512,
+        super::mul_sum_us8_avx2
+    );
+}
+
+pub(super) mod avx512vnni {
+    avx2_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        super::mul_sum_us8_avx512vnni,
+        super::bits32_avx512
+    );
+    avx512_family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        super::mul_sum_us8_512_vnni,
+        super::mul_sum_us8_avx512vnni
+    );
+}
