@@ -61,3 +61,26 @@ pub fn peak_rss_bytes() -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// Session memory for `plan`, refused with a clear error when the machine cannot hold it
+/// (a huge `-c` would otherwise abort inside the allocator).
+pub fn session_memory(plan: &edgelm::plan::Plan) -> Result<Vec<u8>> {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    if let Some(avail) = available {
+        if plan.total_bytes as u64 > avail {
+            bail!(
+                "context {} needs {} MiB of session memory, only {} MiB available: lower -c",
+                plan.n_ctx,
+                plan.total_bytes >> 20,
+                avail >> 20
+            );
+        }
+    }
+    Ok(edgelm::session::alloc_memory(plan))
+}

@@ -261,6 +261,15 @@ fn clear_errors() {
         &["run", "-m", ms, "-p", &long, "-c", "32"],
         &["more than the context size"],
     );
+    // A context no machine here can hold.
+    fails_with(
+        &["run", "-m", ms, "-p", "hi", "-c", "16000000"],
+        &["lower -c"],
+    );
+    fails_with(
+        &["run", "-m", ms, "-p", "hi", "-c", "0"],
+        &["context length 0"],
+    );
     // Non-UTF-8 prompt file.
     let bad = tmp("bad.txt");
     std::fs::write(&bad, [0x66, 0xff, 0xfe, 0x0a]).unwrap();

@@ -6,7 +6,7 @@ use crate::cmd::run::SamplingArgs;
 use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
 use edgelm::model::ModelVec;
-use edgelm::session::{alloc_memory, GenOptions, Generator, Session};
+use edgelm::session::{GenOptions, Generator, Session};
 use edgelm::tokenizer::Tokenizer;
 use minijinja::{context, Environment, Error, ErrorKind};
 use serde_json::json;
@@ -82,7 +82,7 @@ pub fn main(a: Args) -> Result<()> {
     let template = ChatTemplate::new(src, piece(tok.bos()), piece(tok.eos()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan(&model.config, n_ctx)?;
-    let mut mem = alloc_memory(&plan);
+    let mut mem = crate::load::session_memory(&plan)?;
     let mut session = Session::new(&model, &mut mem, n_ctx)?;
     let params = a.sampling.params();
 

@@ -5,7 +5,7 @@
 use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
 use edgelm::model::ModelVec;
-use edgelm::session::{alloc_memory, Session};
+use edgelm::session::Session;
 use edgelm::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ pub fn main(a: Args) -> Result<()> {
         );
     }
     let plan = edgelm::plan::plan(&model.config, n_ctx)?;
-    let mut mem = alloc_memory(&plan);
+    let mut mem = crate::load::session_memory(&plan)?;
     let mut s = Session::new(&model, &mut mem, n_ctx)?;
     let add_bos = tok.add_bos();
     let first = n_ctx / 2;

@@ -4,7 +4,7 @@ use crate::load::{peak_rss_bytes, ModelFile};
 use anyhow::{Context, Result};
 use edgelm::model::ModelVec;
 use edgelm::sampler::SamplerParams;
-use edgelm::session::{alloc_memory, GenOptions, Generator, Session};
+use edgelm::session::{GenOptions, Generator, Session};
 use edgelm::tokenizer::Tokenizer;
 use serde_json::json;
 use std::io::Write;
@@ -111,7 +111,7 @@ pub fn main(a: Args) -> Result<()> {
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan(&model.config, n_ctx)?;
-    let mut mem = alloc_memory(&plan);
+    let mut mem = crate::load::session_memory(&plan)?;
     let mut session = Session::new(&model, &mut mem, n_ctx)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
