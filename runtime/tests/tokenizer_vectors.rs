@@ -98,36 +98,29 @@ fn llama_bpe() {
 
 // The same vectors for other vocabularies whose pre-tokenizers share the supported code paths:
 // StarCoder, Refact and Command-R use SmolLM's list; MPT GPT-2's; Phi-3 is SPM with llama.cpp's
-// right-strip rule around its special tokens. They pass, but scripts/fetch-models does not install
-// these files yet, so they only run on request: `cargo test --test tokenizer_vectors -- --ignored`
-// after copying ggml-vocab-{starcoder,refact,command-r,mpt,phi-3}.gguf* from the same sdist.
+// right-strip rule around its special tokens. scripts/fetch-models installs them with the others.
 
 #[test]
-#[ignore = "needs vocab files scripts/fetch-models does not install yet"]
 fn starcoder() {
     check("starcoder");
 }
 
 #[test]
-#[ignore = "needs vocab files scripts/fetch-models does not install yet"]
 fn refact() {
     check("refact");
 }
 
 #[test]
-#[ignore = "needs vocab files scripts/fetch-models does not install yet"]
 fn command_r() {
     check("command-r");
 }
 
 #[test]
-#[ignore = "needs vocab files scripts/fetch-models does not install yet"]
 fn mpt() {
     check("mpt");
 }
 
 #[test]
-#[ignore = "needs vocab files scripts/fetch-models does not install yet"]
 fn phi3() {
     check("phi-3");
 }
