@@ -4,6 +4,7 @@ use super::math;
 use super::{Config, RopeKind, Vector, Weight};
 use crate::quant;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// `out = W · x`: quantizes `x` once into `act` (the weight type's activation format), then runs the kernel.
 pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
@@ -140,8 +141,8 @@ pub fn attention(
     for h in 0..c.n_head {
         let kvh = h / group;
         let qh = &mut q[h * hd..(h + 1) * hd];
-        for v in qh.iter_mut() {
-            *v = f16::from_f32(*v).to_f32();
+        for chunk in qh.chunks_mut(CHUNK) {
+            round_f16(chunk);
         }
         // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
         let acc = &mut out[h * hd..(h + 1) * hd];
@@ -155,14 +156,23 @@ pub fn attention(
                 let old = m;
                 m = s;
                 ms = math::expf(old - m);
-                for a in acc.iter_mut() {
-                    *a = f16::from_f32(*a * ms).to_f32();
+                for chunk in acc.chunks_mut(CHUNK) {
+                    chunk.iter_mut().for_each(|a| *a *= ms);
+                    round_f16(chunk);
                 }
             } else {
                 vs = math::expf(s - m);
             }
-            for (a, &v) in acc.iter_mut().zip(&v_cache[row..row + hd]) {
-                *a = f16::from_f32(fma32(v.to_f32(), vs, *a)).to_f32();
+            for (chunk, v) in acc
+                .chunks_mut(CHUNK)
+                .zip(v_cache[row..row + hd].chunks(CHUNK))
+            {
+                let mut vf = [0f32; CHUNK];
+                v.convert_to_f32_slice(&mut vf[..v.len()]);
+                for (a, &v) in chunk.iter_mut().zip(&vf) {
+                    *a = fma32(v, vs, *a);
+                }
+                round_f16(chunk);
             }
             sum = fma32(sum, ms, vs);
         }
@@ -173,6 +183,20 @@ pub fn attention(
     }
 }
 
+/// Elements converted at once: the f16 conversions run as slices (F16C / NEON when present).
+const CHUNK: usize = 64;
+
+/// Rounds each value to the nearest f16 (kept as f32), as storing into an f16 buffer does.
+#[inline]
+fn round_f16(x: &mut [f32]) {
+    let mut h = [f16::ZERO; CHUNK];
+    for part in x.chunks_mut(CHUNK) {
+        let h = &mut h[..part.len()];
+        h.convert_from_f32_slice(part);
+        h.convert_to_f32_slice(part);
+    }
+}
+
 /// Dot product of an f16-valued query with an f16 key row in ggml's AVX-512 summation order:
 /// four accumulators of 16 lanes over 64-element steps, folded 2+2, then halves 8/4/2/1; the tail
 /// (fewer than 64 elements) is added in f64. Products of f16 values are exact in f32.
@@ -180,11 +204,12 @@ fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
     let n = q.len();
     let np = n - n % 64;
     let mut acc = [[0f32; 16]; 4];
+    let mut kf = [0f32; 64];
     for i in (0..np).step_by(64) {
+        k[i..i + 64].convert_to_f32_slice(&mut kf);
         for (j, lanes) in acc.iter_mut().enumerate() {
             for (l, a) in lanes.iter_mut().enumerate() {
-                let e = i + j * 16 + l;
-                *a += q[e] * k[e].to_f32();
+                *a += q[i + j * 16 + l] * kf[j * 16 + l];
             }
         }
     }
