@@ -25,8 +25,9 @@ pub struct State<'m> {
     pub act: &'m mut [u8],
 }
 
-/// Element counts of each [`State`] buffer, in field order.
-pub fn state_sizes(c: &super::Config, _n_ctx: usize) -> [(usize, usize); 10] {
+/// Element counts of each [`State`] buffer, in field order (none grows with the context: attention
+/// runs online over the KV cache).
+pub fn state_sizes(c: &super::Config) -> [(usize, usize); 10] {
     let wide = c.n_embd.max(c.q_dim());
     let widest = wide.max(c.n_ff);
     // (elements, bytes per element)

@@ -74,7 +74,7 @@ pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
     let kv_elems = KvCache::elements(c.n_layer, n_ctx, c.kv_dim()).ok_or(bad)?;
     let kv_bytes = 2 * padded(kv_elems.checked_mul(2).ok_or(bad)?).ok_or(bad)?;
     let mut scratch_bytes = 0usize;
-    for (n, sz) in state_sizes(c, n_ctx) {
+    for (n, sz) in state_sizes(c) {
         scratch_bytes = scratch_bytes
             .checked_add(padded(n.checked_mul(sz).ok_or(bad)?).ok_or(bad)?)
             .ok_or(bad)?;
@@ -136,7 +136,7 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
     let kv_elems = KvCache::elements(c.n_layer, p.n_ctx, c.kv_dim()).unwrap_or(0);
     let k: &mut [f16] = a.typed(kv_elems);
     let v: &mut [f16] = a.typed(kv_elems);
-    let s = state_sizes(c, p.n_ctx);
+    let s = state_sizes(c);
     let state = State {
         x: a.typed(s[0].0),
         xb: a.typed(s[1].0),
