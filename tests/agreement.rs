@@ -5,51 +5,14 @@ use edgelm::gguf::Gguf;
 use edgelm::model::ModelVec;
 use edgelm::plan::plan;
 use edgelm::session::{alloc_memory, Session};
-use edgelm_suite::{read, reference, smollm2};
+use edgelm_suite::{argmax, ids, logprob, read, reference, smollm2, teacher_forced};
 use serde_json::Value;
-
-/// log-softmax of `logits` at `id`, in f64.
-fn logprob(logits: &[f32], id: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits[id as usize] as f64 - max - sum.ln()
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 /// Our logits over the reference text, one token at a time.
 fn teacher_forced_logprobs(tokens: &[u32]) -> (Vec<u32>, Vec<f64>) {
     let bytes = read(&smollm2());
     let g = Gguf::parse(&bytes).unwrap();
-    let model = ModelVec::load(&g).unwrap();
-    let p = plan(&model.config, tokens.len()).unwrap();
-    let mut mem = alloc_memory(&p);
-    let mut s = Session::new(&model, &mut mem, tokens.len()).unwrap();
-    let (mut am, mut lp) = (Vec::new(), Vec::new());
-    for (i, &t) in tokens.iter().enumerate() {
-        let logits = s.eval(t).unwrap();
-        am.push(argmax(logits));
-        if i + 1 < tokens.len() {
-            lp.push(logprob(logits, tokens[i + 1]));
-        }
-    }
-    (am, lp)
+    teacher_forced(&ModelVec::load(&g).unwrap(), tokens)
 }
 
 /// Argmax agreement, our perplexity, llama.cpp's, the largest |Δ logprob_next|, and the first

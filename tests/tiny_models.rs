@@ -4,35 +4,8 @@
 
 use edgelm::gguf::Gguf;
 use edgelm::model::{ModelVec, RopeKind};
-use edgelm::plan::plan;
-use edgelm::session::{alloc_memory, Session};
-use edgelm_suite::{read, reference, repo_root};
+use edgelm_suite::{ids, read, reference, repo_root, teacher_forced};
 use serde_json::Value;
-
-/// log-softmax of `logits` at `id`, in f64.
-fn logprob(logits: &[f32], id: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits[id as usize] as f64 - max - sum.ln()
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -40,22 +13,6 @@ fn floats(v: &Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect()
-}
-
-/// Our argmax per position and log-probability of the next token, one token at a time.
-fn teacher_forced(model: &ModelVec<'_>, tokens: &[u32]) -> (Vec<u32>, Vec<f64>) {
-    let p = plan(&model.config, tokens.len()).unwrap();
-    let mut mem = alloc_memory(&p);
-    let mut s = Session::new(model, &mut mem, tokens.len()).unwrap();
-    let (mut am, mut lp) = (Vec::new(), Vec::new());
-    for (i, &t) in tokens.iter().enumerate() {
-        let logits = s.eval(t).unwrap();
-        am.push(argmax(logits));
-        if i + 1 < tokens.len() {
-            lp.push(logprob(logits, tokens[i + 1]));
-        }
-    }
-    (am, lp)
 }
 
 /// Argmax agreement with a reference (`r` holds `argmax` and `logprob_next`) and the largest

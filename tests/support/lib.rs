@@ -46,3 +46,46 @@ pub fn reference(rel: &str) -> serde_json::Value {
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
+
+/// log-softmax of `logits` at `id`, in f64.
+pub fn logprob(logits: &[f32], id: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[id as usize] as f64 - max - sum.ln()
+}
+
+/// The index of the largest logit (the first on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Our argmax per position and log-probability of the next token, one token at a time.
+pub fn teacher_forced(model: &edgelm::model::ModelVec<'_>, tokens: &[u32]) -> (Vec<u32>, Vec<f64>) {
+    let p = edgelm::plan::plan(&model.config, tokens.len()).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::new(model, &mut mem, tokens.len()).unwrap();
+    let (mut am, mut lp) = (Vec::new(), Vec::new());
+    for (i, &t) in tokens.iter().enumerate() {
+        let logits = s.eval(t).unwrap();
+        am.push(argmax(logits));
+        if i + 1 < tokens.len() {
+            lp.push(logprob(logits, tokens[i + 1]));
+        }
+    }
+    (am, lp)
+}
