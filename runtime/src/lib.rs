@@ -16,3 +16,12 @@ pub mod sampler;
 pub mod session;
 #[cfg(feature = "alloc")]
 pub mod tokenizer;
+
+/// Sets how many threads matrix-vector products use, once per process; false if already set.
+#[cfg(feature = "threads")]
+pub fn set_threads(n: usize) -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .build_global()
+        .is_ok()
+}

@@ -118,6 +118,29 @@ fn run_streams_text_and_same_seed_same_text() {
 }
 
 #[test]
+fn same_tokens_at_any_thread_count() {
+    let m = smollm2();
+    let run = |t: &str| {
+        ok_json(&[
+            "run",
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            "Once upon a time",
+            "-n",
+            "24",
+            "--temp",
+            "0",
+            "-t",
+            t,
+            "--json",
+        ])["tokens"]
+            .clone()
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+#[test]
 fn stop_string_ends_generation() {
     let m = smollm2();
     let j = ok_json(&[

@@ -13,7 +13,22 @@ pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
     let act = &mut act[..n];
     // Shapes were checked at load, so both calls only fail on a runtime bug.
     let _ = quant::quantize_act_row(aty, &x[..w.cols], act);
-    quant::matvec(w.ty, w.cols, w.data, act, &mut out[..w.rows]);
+    let out = &mut out[..w.rows];
+    #[cfg(feature = "threads")]
+    {
+        // Each row is one dot product whatever thread computes it: same numbers at any `-t`.
+        let threads = rayon::current_num_threads();
+        if threads > 1 && w.rows >= 64 {
+            use rayon::prelude::*;
+            let chunk = w.rows.div_ceil(4 * threads).next_multiple_of(4);
+            let act = &*act;
+            out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+                quant::matvec_rows(w.ty, w.cols, w.data, act, i * chunk, o);
+            });
+            return;
+        }
+    }
+    quant::matvec(w.ty, w.cols, w.data, act, out);
 }
 
 /// Adds a bias vector in place.
