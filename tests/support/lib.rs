@@ -47,12 +47,7 @@ pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
 
-/// log-softmax of `logits` at `id`, in f64.
-pub fn logprob(logits: &[f32], id: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits[id as usize] as f64 - max - sum.ln()
-}
+pub use edgelm::sampler::logprob;
 
 /// The index of the largest logit (the first on ties).
 pub fn argmax(logits: &[f32]) -> u32 {

@@ -1,7 +1,7 @@
 //! Llama (SmolLM2, TinyLlama, Llama 2/3): pre-norm decoder with RMSNorm, RoPE,
 //! grouped-query attention and a SwiGLU feed-forward block (Touvron et al., 2023).
 
-use super::ops::{add_bias, attention, embed, matvec, rmsnorm, rope, swiglu};
+use super::ops::{add_bias, attention, embed, matvec, matvecs, rmsnorm, rope, swiglu};
 use super::weights::Loader;
 use super::{LayerWeights, Model, ModelError, State};
 use crate::kv::KvCache;
@@ -42,9 +42,11 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
     for (l, w) in m.layers().iter().enumerate() {
         // Attention: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
         rmsnorm(s.xb, s.x, &w.attn_norm, c.norm_eps);
-        matvec(&w.wq, s.xb, s.act, s.q);
-        matvec(&w.wk, s.xb, s.act, s.k);
-        matvec(&w.wv, s.xb, s.act, s.v);
+        matvecs(
+            s.xb,
+            s.act,
+            [(&w.wq, &mut *s.q), (&w.wk, &mut *s.k), (&w.wv, &mut *s.v)],
+        );
         for (x, b) in [(&mut *s.q, w.bq), (&mut *s.k, w.bk), (&mut *s.v, w.bv)] {
             if let Some(b) = b {
                 add_bias(x, &b);
@@ -60,8 +62,11 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
 
         // Feed-forward: x += W_down · (SiLU(W_gate·n(x)) ⊙ W_up·n(x))
         rmsnorm(s.xb, s.x, &w.ffn_norm, c.norm_eps);
-        matvec(&w.w_gate, s.xb, s.act, s.hb);
-        matvec(&w.w_up, s.xb, s.act, s.hb2);
+        matvecs(
+            s.xb,
+            s.act,
+            [(&w.w_gate, &mut *s.hb), (&w.w_up, &mut *s.hb2)],
+        );
         swiglu(s.hb, s.hb2);
         matvec(&w.w_down, s.hb, s.act, s.xb);
         residual(s.x, s.xb);

@@ -6,14 +6,33 @@ use crate::quant;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-/// `out = W · x`: quantizes `x` once into `act` (the weight type's activation format), then runs the kernel.
+/// `out = W · x`: quantizes `x` into `act` (the weight type's activation format), then runs the kernel.
 pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
-    let aty = w.ty.vec_dot_type();
-    let n = aty.row_bytes(w.cols).unwrap_or(0);
-    let act = &mut act[..n];
-    // Shapes were checked at load, so both calls only fail on a runtime bug.
-    let _ = quant::quantize_act_row(aty, &x[..w.cols], act);
-    let out = &mut out[..w.rows];
+    matvecs(x, act, [(w, out)]);
+}
+
+/// Several products with the same input (Q/K/V, gate/up): `x` is quantized once per activation
+/// format instead of once per matrix.
+pub fn matvecs<const N: usize>(
+    x: &[f32],
+    act: &mut [u8],
+    products: [(&Weight<'_>, &mut [f32]); N],
+) {
+    let mut done = None;
+    for (w, out) in products {
+        let aty = w.ty.vec_dot_type();
+        let n = aty.row_bytes(w.cols).unwrap_or(0);
+        if done != Some((aty, w.cols)) {
+            // Shapes were checked at load, so this only fails on a runtime bug.
+            let _ = quant::quantize_act_row(aty, &x[..w.cols], &mut act[..n]);
+            done = Some((aty, w.cols));
+        }
+        rows(w, &act[..n], &mut out[..w.rows]);
+    }
+}
+
+/// Runs the kernel over all rows, split over threads when there are several.
+fn rows(w: &Weight<'_>, act: &[u8], out: &mut [f32]) {
     #[cfg(feature = "threads")]
     {
         // Each row is one dot product whatever thread computes it: same numbers at any `-t`.
@@ -21,7 +40,6 @@ pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
         if threads > 1 && w.rows >= 64 {
             use rayon::prelude::*;
             let chunk = w.rows.div_ceil(4 * threads).next_multiple_of(4);
-            let act = &*act;
             out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
                 quant::matvec_rows(w.ty, w.cols, w.data, act, i * chunk, o);
             });
@@ -73,20 +91,6 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
             head[b] = fma32(x0, s, x1 * co);
             theta *= theta_scale;
         }
-    }
-}
-
-/// Softmax in place (max-subtracted, sum in f64).
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = math::expf(*v - max);
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 

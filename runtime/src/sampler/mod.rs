@@ -203,6 +203,13 @@ fn softmax(cand: &mut [Candidate], temp: f32) {
     }
 }
 
+/// log p(`id`) under the softmax of raw `logits`, computed in f64 (perplexity, log-likelihoods).
+pub fn logprob(logits: &[f32], id: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| libm::exp(l as f64 - max)).sum();
+    logits[id as usize] as f64 - max - libm::log(sum)
+}
+
 /// The `k` most likely tokens of raw `logits` with their log-probabilities (log-softmax), best first.
 pub fn top_logprobs<'c>(logits: &[f32], k: usize, cand: &'c mut [Candidate]) -> &'c [Candidate] {
     let n = logits.len().min(cand.len());

@@ -5,6 +5,7 @@
 use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
 use edgelm::model::ModelVec;
+use edgelm::sampler::logprob;
 use edgelm::session::Session;
 use edgelm::tokenizer::Tokenizer;
 use serde_json::json;
@@ -32,13 +33,6 @@ pub struct Args {
     /// Print `{"ppl":..,"tokens":..}`.
     #[arg(long)]
     json: bool,
-}
-
-/// log p(target | logits), computed stably in f64.
-pub fn logprob(logits: &[f32], target: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    logits[target as usize] as f64 - max - sum.ln()
 }
 
 pub fn main(a: Args) -> Result<()> {
