@@ -26,6 +26,11 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Perplexity over a text file, as llama.cpp's llama-perplexity computes it.
     Perplexity(cmd::perplexity::Args),
+    /// Convert a Hugging Face checkpoint (optionally merging a LoRA adapter) to a quantized GGUF.
+    Convert(cmd::convert::Args),
+    /// Convert a PEFT LoRA adapter to a GGUF adapter for `run --lora`.
+    #[command(name = "convert-lora")]
+    ConvertLora(cmd::convert::LoraArgs),
 }
 
 fn main() {
@@ -36,6 +41,8 @@ fn main() {
         Command::Tokenize(a) => cmd::tokenize::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Perplexity(a) => cmd::perplexity::main(a),
+        Command::Convert(a) => cmd::convert::main(a),
+        Command::ConvertLora(a) => cmd::convert::main_lora(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
