@@ -26,6 +26,11 @@ folder is written to a temporary folder next to it and renamed into place, so a 
 a half-written folder. The output is deterministic (fixed seeds, fixed file order): the same
 library versions give byte-identical files, and fetch-models pins the manifest's sha256.
 
+When the HF `tokenizers` package is installed, the tokenizer.json files are checked on the way:
+SmolLM2's must tokenize the strings of tests/reference/smollm2-q4_1/tokenize.json and the whole
+reference text exactly as llama.cpp did, the GPT-2 one must reproduce llama.cpp's GPT-2 test
+vectors (vocab/ggml-vocab-gpt-2.gguf.inp/.out, if cached). The checks do not change the output.
+
 The random weights are scaled so that the models are not degenerate (GPT-2-style N(0, 0.02),
 LayerNorm gains near 1, small nonzero biases), and the LoRA B matrices are nonzero (PEFT starts
 from B = 0) and scaled so the merged model's argmax differs from the base at some positions.
