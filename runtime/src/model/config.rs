@@ -11,17 +11,20 @@ pub enum Arch {
     Llama,
     /// Qwen2 / Qwen2.5: Llama with Q/K/V biases and half-split RoPE.
     Qwen2,
+    /// GPT-2 and Cerebras-GPT: LayerNorm, learned positions, fused QKV, GELU MLP, biases everywhere.
+    Gpt2,
 }
 
 impl Arch {
     /// Names accepted in `general.architecture`, for error messages.
-    pub const SUPPORTED: &'static str = "llama, qwen2";
+    pub const SUPPORTED: &'static str = "llama, qwen2, gpt2";
 
     /// From `general.architecture`.
     pub fn from_name(s: &str) -> Option<Arch> {
         match s {
             "llama" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
+            "gpt2" => Some(Arch::Gpt2),
             _ => None,
         }
     }
@@ -31,6 +34,7 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Gpt2 => "gpt2",
         }
     }
 }
@@ -42,7 +46,38 @@ pub enum RopeKind {
     Normal,
     /// Half-split pairs (i, i + d/2), "NeoX" style: Qwen2, Gemma.
     Neox,
+    /// No rotation: positions come from a learned embedding (GPT-2).
+    None,
 }
+
+/// The feed-forward block's nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU gating a second projection (SwiGLU): Llama, Qwen2.
+    Silu,
+    /// GELU, tanh approximation (Hugging Face `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    GeluTanh,
+    /// GELU with the exact error function (Hugging Face `gelu`), as Cerebras-GPT was trained.
+    GeluErf,
+}
+
+impl Activation {
+    /// Names accepted in `edgelm.activation_function`, for error messages.
+    pub const SUPPORTED_GELU: &'static str = "gelu, gelu_new, gelu_pytorch_tanh, gelu_fast";
+
+    /// From a Hugging Face `activation_function` value naming a GELU.
+    pub fn from_hf_name(s: &str) -> Option<Activation> {
+        match s {
+            "gelu" => Some(Activation::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            _ => None,
+        }
+    }
+}
+
+/// Metadata key the converter writes when a GPT-2-family model names its GELU
+/// (llama.cpp always uses the tanh form, which is right for GPT-2 but not for Cerebras-GPT).
+pub const ACTIVATION_KEY: &str = "edgelm.activation_function";
 
 /// Model hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,7 +100,7 @@ pub struct Config {
     pub n_ff: usize,
     /// Context length the model was trained with.
     pub n_ctx_train: usize,
-    /// RMSNorm epsilon.
+    /// Norm epsilon: RMSNorm's (`layer_norm_rms_epsilon`) or LayerNorm's (`layer_norm_epsilon`, GPT-2).
     pub norm_eps: f32,
     /// RoPE base frequency.
     pub rope_base: f32,
@@ -73,6 +108,8 @@ pub struct Config {
     pub rope_dim: usize,
     /// RoPE pairing.
     pub rope_kind: RopeKind,
+    /// Feed-forward nonlinearity.
+    pub activation: Activation,
 }
 
 /// Builds `arch.suffix` in a stack buffer (no allocation).
@@ -180,7 +217,13 @@ impl Config {
                 value: rope_dim as u64,
             });
         }
-        let norm_eps = opt_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5);
+        let norm_eps = match arch {
+            // llama.cpp requires the LayerNorm epsilon for GPT-2 rather than guessing it.
+            Arch::Gpt2 => opt_f("attention.layer_norm_epsilon").ok_or(ModelError::MissingKey(
+                Name::new("gpt2.attention.layer_norm_epsilon"),
+            ))?,
+            Arch::Llama | Arch::Qwen2 => opt_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        };
         let rope_base = opt_f("rope.freq_base").unwrap_or(10000.0);
         if !(norm_eps.is_finite() && norm_eps >= 0.0 && rope_base.is_finite() && rope_base > 0.0) {
             return Err(ModelError::BadConfig {
@@ -196,6 +239,20 @@ impl Config {
         let rope_kind = match arch {
             Arch::Llama => RopeKind::Normal,
             Arch::Qwen2 => RopeKind::Neox,
+            Arch::Gpt2 => RopeKind::None,
+        };
+        let activation = match arch {
+            Arch::Llama | Arch::Qwen2 => Activation::Silu,
+            Arch::Gpt2 => match g.get(ACTIVATION_KEY) {
+                None => Activation::GeluTanh,
+                Some(v) => {
+                    let name = v
+                        .as_str()
+                        .ok_or(ModelError::MissingKey(Name::new(ACTIVATION_KEY)))?;
+                    Activation::from_hf_name(name)
+                        .ok_or(ModelError::UnknownActivation(Name::new(name)))?
+                }
+            },
         };
         Ok(Config {
             arch,
@@ -211,6 +268,7 @@ impl Config {
             rope_base,
             rope_dim,
             rope_kind,
+            activation,
         })
     }
 
@@ -222,5 +280,14 @@ impl Config {
     /// Width of the concatenated key (or value) heads.
     pub fn kv_dim(&self) -> usize {
         self.n_head_kv * self.head_dim
+    }
+
+    /// The longest context the model can run, if it has a hard limit: a learned position
+    /// embedding (GPT-2) has no row beyond `n_ctx_train`. RoPE models have none.
+    pub fn max_ctx(&self) -> Option<usize> {
+        match self.rope_kind {
+            RopeKind::None => Some(self.n_ctx_train),
+            RopeKind::Normal | RopeKind::Neox => None,
+        }
     }
 }

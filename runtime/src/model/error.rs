@@ -39,6 +39,8 @@ pub enum ModelError {
         /// Its type.
         ty: GgmlType,
     },
+    /// `edgelm.activation_function` names an activation this architecture cannot use.
+    UnknownActivation(Name),
     /// The caller's layer table has the wrong length.
     LayerTable {
         /// Layers in the model.
@@ -78,6 +80,12 @@ impl fmt::Display for ModelError {
                     ty.name()
                 )
             }
+            UnknownActivation(a) => write!(
+                f,
+                "unknown activation function '{a}' in {} (supported: {})",
+                super::config::ACTIVATION_KEY,
+                super::Activation::SUPPORTED_GELU
+            ),
             LayerTable { expected, got } => {
                 write!(
                     f,

@@ -23,6 +23,7 @@ pub(crate) fn load_layer<'a>(w: &Loader<'_, 'a>, i: usize) -> Result<LayerWeight
         w_gate: w.lmatrix(i, "ffn_gate.weight", ff, d)?,
         w_up: w.lmatrix(i, "ffn_up.weight", ff, d)?,
         w_down: w.lmatrix(i, "ffn_down.weight", d, ff)?,
+        ..LayerWeights::EMPTY
     })
 }
 

@@ -1,10 +1,12 @@
 //! Model architectures: hyper-parameters from GGUF metadata, weights borrowed from the file.
 //!
-//! Each architecture is one file (`llama.rs`, `qwen2.rs`) with its forward pass; `ops.rs` holds the
-//! shared numerical building blocks (norms, RoPE, attention) written once.
+//! Each architecture is one file (`llama.rs`, `qwen2.rs`, `gpt2.rs`) with its forward pass;
+//! `ops.rs` holds the shared numerical building blocks (norms, RoPE, attention, activations)
+//! written once.
 
 mod config;
 mod error;
+pub mod gpt2;
 pub mod llama;
 pub mod math;
 pub mod ops;
@@ -12,7 +14,7 @@ pub mod qwen2;
 mod state;
 mod weights;
 
-pub use config::{Arch, Config, RopeKind};
+pub use config::{Activation, Arch, Config, RopeKind, ACTIVATION_KEY};
 pub use error::ModelError;
 pub use state::{state_sizes, State};
 pub use weights::{LayerWeights, Vector, Weight};
@@ -37,6 +39,8 @@ pub struct Model<'a, L> {
     pub output: Weight<'a>,
     /// Per-dimension RoPE frequency factors (Llama 3.1+), if present.
     pub rope_freqs: Option<Vector<'a>>,
+    /// Learned position embedding, `[n_ctx_train rows × n_embd]` (GPT-2).
+    pub pos_embd: Option<Weight<'a>>,
     /// Per-layer weights.
     pub layers: L,
 }
@@ -76,11 +80,21 @@ impl<'a, L: AsRef<[LayerWeights<'a>]> + AsMut<[LayerWeights<'a>]>> Model<'a, L> 
             false => tok_embd,
         };
         let model_output_norm = w.vector("output_norm.weight", config.n_embd)?;
-        let output_norm_b = w.opt_vector("output_norm.bias", config.n_embd)?;
+        let output_norm_b = match config.arch {
+            Arch::Gpt2 => Some(w.vector("output_norm.bias", config.n_embd)?),
+            Arch::Llama | Arch::Qwen2 => w.opt_vector("output_norm.bias", config.n_embd)?,
+        };
         let rope_freqs = w.opt_vector("rope_freqs.weight", config.rope_dim / 2)?;
+        let pos_embd = match config.arch {
+            Arch::Gpt2 => {
+                Some(w.matrix("position_embd.weight", config.n_ctx_train, config.n_embd)?)
+            }
+            Arch::Llama | Arch::Qwen2 => None,
+        };
         for (i, l) in layers.as_mut().iter_mut().enumerate() {
             *l = match config.arch {
                 Arch::Llama | Arch::Qwen2 => llama::load_layer(&w, i)?,
+                Arch::Gpt2 => gpt2::load_layer(&w, i)?,
             };
         }
         Ok(Model {
@@ -90,6 +104,7 @@ impl<'a, L: AsRef<[LayerWeights<'a>]> + AsMut<[LayerWeights<'a>]>> Model<'a, L> 
             output_norm_b,
             output,
             rope_freqs,
+            pos_embd,
             layers,
         })
     }

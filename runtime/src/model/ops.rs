@@ -66,6 +66,63 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &Vector<'_>, eps: f32) {
     }
 }
 
+/// LayerNorm: `out = (x − mean) / sqrt(var + eps) · w + b`, summed as ggml_norm does on x86: the
+/// mean in f64; the variance from f32 squares of `x − mean`, folded per 16 lanes in f32 (AVX-512's
+/// horizontal add) and those partial sums, then the tail, added in f64. The weight and the bias are
+/// applied as two roundings (ggml_mul, then ggml_add).
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &Vector<'_>, b: Option<&Vector<'_>>, eps: f32) {
+    let n = x.len();
+    let sum: f64 = x.iter().map(|&v| v as f64).sum();
+    let mean = sum as f32 / n as f32;
+    let n16 = n - n % 16;
+    let mut var = 0f64;
+    for chunk in x[..n16].chunks_exact(16) {
+        let mut lanes = [0f32; 16];
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            let d = v - mean;
+            *l = d * d;
+        }
+        for half in [8, 4, 2, 1] {
+            for i in 0..half {
+                lanes[i] += lanes[i + half];
+            }
+        }
+        var += lanes[0] as f64;
+    }
+    for &v in &x[n16..] {
+        let d = v - mean;
+        var += (d * d) as f64;
+    }
+    let var = (var / n as f64) as f32;
+    let scale = 1.0 / libm::sqrtf(var + eps);
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        let y = (v - mean) * scale * w.get(i);
+        *o = match b {
+            Some(b) => y + b.get(i),
+            None => y,
+        };
+    }
+}
+
+/// GELU, tanh approximation, in place: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))` in f32, in
+/// ggml_gelu_f32's order of operations. llama.cpp itself rounds the input to f16 and reads a table
+/// of f16 results; we stay in f32, so we differ from llama.cpp by that f16 rounding only.
+pub fn gelu_tanh(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    for v in x.iter_mut() {
+        let t = math::tanhf(SQRT_2_OVER_PI * *v * (1.0 + COEF_A * *v * *v));
+        *v = 0.5 * *v * (1.0 + t);
+    }
+}
+
+/// GELU with the exact error function, in place: `0.5·x·(1 + erf(x/√2))` in f32.
+pub fn gelu_erf(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * *v * (1.0 + math::erff(*v * core::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
 /// Rotates each head of `x` (`n_heads × head_dim`) by position `pos`, as ggml_rope_ext does.
 pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option<&Vector<'_>>) {
     let hd = c.head_dim;
@@ -84,6 +141,8 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
             let (a, b) = match c.rope_kind {
                 RopeKind::Normal => (2 * i, 2 * i + 1),
                 RopeKind::Neox => (i, i + n_rot / 2),
+                // Learned positions (GPT-2): nothing to rotate; its forward never calls this.
+                RopeKind::None => return,
             };
             let (x0, x1) = (head[a], head[b]);
             // ggml's compiled rotation fuses the first product of each line.
@@ -251,4 +310,108 @@ fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
 /// Copies row `token` of the embedding matrix into `out` as f32.
 pub fn embed(out: &mut [f32], tok_embd: &Weight<'_>, token: usize) {
     let _ = quant::dequantize_row(tok_embd.ty, tok_embd.row(token), &mut out[..tok_embd.cols]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::GgmlType;
+
+    const N: usize = 80;
+
+    fn f32_bytes(v: &[f32; N]) -> [u8; 4 * N] {
+        let mut b = [0u8; 4 * N];
+        for (c, x) in b.chunks_exact_mut(4).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn layernorm_matches_the_definition() {
+        // An offset mean, where a one-pass E[x²] − E[x]² variance would lose digits.
+        let x: [f32; N] =
+            core::array::from_fn(|i| 100.0 + libm::sinf(i as f32 * 1.7) * (1.0 + i as f32 / 7.0));
+        let w: [f32; N] = core::array::from_fn(|i| 0.5 + i as f32 / N as f32);
+        let b: [f32; N] = core::array::from_fn(|i| libm::cosf(i as f32) * 0.3);
+        let (wb, bb) = (f32_bytes(&w), f32_bytes(&b));
+        let wv = Vector {
+            ty: GgmlType::F32,
+            data: &wb,
+        };
+        let bv = Vector {
+            ty: GgmlType::F32,
+            data: &bb,
+        };
+        let eps = 1e-5f32;
+        // Lengths with and without a tail after the 16-lane groups.
+        for n in [80usize, 37, 5] {
+            let x = &x[..n];
+            let mut out = [0f32; N];
+            layernorm(&mut out[..n], x, &wv, Some(&bv), eps);
+
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+            for i in 0..n {
+                let want =
+                    (x[i] as f64 - mean) / libm::sqrt(var + eps as f64) * w[i] as f64 + b[i] as f64;
+                let got = out[i] as f64;
+                assert!(
+                    (got - want).abs() <= 2e-5 * (1.0 + want.abs()),
+                    "n={n} i={i}: {got} vs {want}"
+                );
+            }
+            // Without a bias: the same numbers less b.
+            let mut nob = [0f32; N];
+            layernorm(&mut nob[..n], x, &wv, None, eps);
+            for i in 0..n {
+                assert!((nob[i] + b[i] - out[i]).abs() <= 1e-6 * (1.0 + out[i].abs()));
+            }
+        }
+    }
+
+    // x·Φ(x) (exact GELU) and the tanh form at a few points, from float64 math.erf / math.tanh.
+    const POINTS: [(f32, f64, f64); 8] = [
+        (-3.0, -0.00404969409489031, -0.0036373920817729943),
+        (-1.0, -0.15865525393145707, -0.15880800939172324),
+        (-0.5, -0.15426876936299344, -0.15428599017485606),
+        (0.0, 0.0, 0.0),
+        (0.5, 0.34573123063700656, 0.34571400982514394),
+        (1.0, 0.8413447460685429, 0.8411919906082768),
+        (2.0, 1.9544997361036416, 1.954597694087775),
+        (3.0, 2.99595030590511, 2.996362607918227),
+    ];
+
+    #[test]
+    fn gelu_forms_match_known_values() {
+        let mut erf = POINTS.map(|p| p.0);
+        let mut tanh = erf;
+        gelu_erf(&mut erf);
+        gelu_tanh(&mut tanh);
+        for (i, &(x, want_erf, want_tanh)) in POINTS.iter().enumerate() {
+            // A few f32 ulps; the two forms differ by 1.7e-5 to 4e-4 at these points.
+            let tol = 4.0 * f32::EPSILON as f64 * (1.0 + want_erf.abs());
+            assert!(
+                (erf[i] as f64 - want_erf).abs() <= tol,
+                "erf at {x}: {}",
+                erf[i]
+            );
+            assert!(
+                (tanh[i] as f64 - want_tanh).abs() <= tol,
+                "tanh at {x}: {}",
+                tanh[i]
+            );
+        }
+        // Far tails: GELU(x) → x and → 0, without NaN or overflow.
+        let mut tails = [-1e4f32, -40.0, 40.0, 1e4];
+        let mut tails2 = tails;
+        gelu_erf(&mut tails);
+        gelu_tanh(&mut tails2);
+        for t in [tails, tails2] {
+            assert_eq!(t[0], 0.0);
+            assert!(t[1].abs() < 1e-30);
+            assert_eq!(t[2], 40.0);
+            assert_eq!(t[3], 1e4);
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Activation buffers of one forward pass (llama2.c's RunState), carved from caller memory.
 
+use super::Arch;
+
 /// Scratch buffers for one token's forward pass; sizes follow from the config and context length.
 #[derive(Debug)]
 pub struct State<'m> {
@@ -17,7 +19,7 @@ pub struct State<'m> {
     pub v: &'m mut [f32],
     /// Feed-forward hidden, `n_ff`.
     pub hb: &'m mut [f32],
-    /// Feed-forward hidden (second branch), `n_ff`.
+    /// Feed-forward hidden (second branch), `n_ff`; empty for GPT-2, whose MLP has no gate.
     pub hb2: &'m mut [f32],
     /// Output logits, `n_vocab`.
     pub logits: &'m mut [f32],
@@ -30,6 +32,10 @@ pub struct State<'m> {
 pub fn state_sizes(c: &super::Config) -> [(usize, usize); 10] {
     let wide = c.n_embd.max(c.q_dim());
     let widest = wide.max(c.n_ff);
+    let gated_ff = match c.arch {
+        Arch::Llama | Arch::Qwen2 => c.n_ff,
+        Arch::Gpt2 => 0,
+    };
     // (elements, bytes per element)
     [
         (c.n_embd, 4),
@@ -39,7 +45,7 @@ pub fn state_sizes(c: &super::Config) -> [(usize, usize); 10] {
         (c.kv_dim(), 4),
         (c.kv_dim(), 4),
         (c.n_ff, 4),
-        (c.n_ff, 4),
+        (gated_ff, 4),
         (c.n_vocab, 4),
         (4 * widest, 1),
     ]

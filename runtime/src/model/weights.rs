@@ -114,6 +114,16 @@ pub struct LayerWeights<'a> {
     pub w_up: Weight<'a>,
     /// Feed-forward down projection.
     pub w_down: Weight<'a>,
+    /// Attention norm bias (LayerNorm).
+    pub attn_norm_b: Option<Vector<'a>>,
+    /// Attention output bias.
+    pub bo: Option<Vector<'a>>,
+    /// Feed-forward norm bias (LayerNorm).
+    pub ffn_norm_b: Option<Vector<'a>>,
+    /// Feed-forward up-projection bias.
+    pub b_up: Option<Vector<'a>>,
+    /// Feed-forward down-projection bias.
+    pub b_down: Option<Vector<'a>>,
 }
 
 impl LayerWeights<'_> {
@@ -131,6 +141,11 @@ impl LayerWeights<'_> {
         w_gate: Weight::EMPTY,
         w_up: Weight::EMPTY,
         w_down: Weight::EMPTY,
+        attn_norm_b: None,
+        bo: None,
+        ffn_norm_b: None,
+        b_up: None,
+        b_down: None,
     };
 }
 

@@ -30,6 +30,13 @@ pub struct Plan {
 pub enum PlanError {
     /// The context length is zero or the sizes overflow.
     BadContext(usize),
+    /// The model has learned positions only up to `n_ctx_train` (GPT-2), fewer than asked for.
+    BeyondPositions {
+        /// Context length asked for.
+        n_ctx: usize,
+        /// Positions the model has.
+        n_ctx_train: usize,
+    },
     /// The buffer given is smaller than the plan.
     BufferTooSmall {
         /// Bytes needed.
@@ -43,6 +50,10 @@ impl core::fmt::Display for PlanError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             PlanError::BadContext(n) => write!(f, "context length {n} is zero or too large"),
+            PlanError::BeyondPositions { n_ctx, n_ctx_train } => write!(
+                f,
+                "context length {n_ctx} exceeds the model's {n_ctx_train} learned positions; use -c {n_ctx_train} or less"
+            ),
             PlanError::BufferTooSmall { needed, got } => {
                 write!(
                     f,
@@ -70,6 +81,14 @@ pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
     let bad = PlanError::BadContext(n_ctx);
     if n_ctx == 0 || n_ctx > 1 << 24 {
         return Err(bad);
+    }
+    if let Some(max) = c.max_ctx() {
+        if n_ctx > max {
+            return Err(PlanError::BeyondPositions {
+                n_ctx,
+                n_ctx_train: max,
+            });
+        }
     }
     let kv_elems = KvCache::elements(c.n_layer, n_ctx, c.kv_dim()).ok_or(bad)?;
     let kv_bytes = 2 * padded(kv_elems.checked_mul(2).ok_or(bad)?).ok_or(bad)?;

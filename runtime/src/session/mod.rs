@@ -3,7 +3,7 @@
 //! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
 
 use crate::kv::KvCache;
-use crate::model::{llama, Arch, LayerWeights, Model, State};
+use crate::model::{gpt2, llama, Arch, LayerWeights, Model, State};
 use crate::plan::{carve, plan, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
@@ -131,6 +131,7 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
             Arch::Llama | Arch::Qwen2 => {
                 llama::forward(self.model, &mut self.state, &mut self.kv, token, self.pos)
             }
+            Arch::Gpt2 => gpt2::forward(self.model, &mut self.state, &mut self.kv, token, self.pos),
         }
         self.pos += 1;
         Ok(&self.state.logits[..c.n_vocab])
