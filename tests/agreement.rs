@@ -147,9 +147,7 @@ fn greedy_continuations_match_llama_cpp() {
 #[test]
 fn perplexity_matches_llama_cpp() {
     let r = reference("smollm2-q4_1/perplexity.json");
-    let text =
-        std::fs::read_to_string(edgelm_suite::repo_root().join("tests/data/text/reference.txt"))
-            .unwrap();
+    let text = edgelm_suite::reference_text();
     let bytes = read(&smollm2());
     let g = Gguf::parse(&bytes).unwrap();
     let model = ModelVec::load(&g).unwrap();
@@ -167,21 +165,7 @@ fn perplexity_matches_llama_cpp() {
         .find(|x| x["ctx"] == 128)
         .unwrap();
     let n_ctx = 128;
-    let plan = plan(&model.config, n_ctx).unwrap();
-    let mut mem = alloc_memory(&plan);
-    let mut s = Session::new(&model, &mut mem, n_ctx).unwrap();
-    let (mut nll, mut count) = (0f64, 0usize);
-    for win in tokens.chunks_exact(n_ctx) {
-        s.truncate(0);
-        for (j, &t) in win.iter().enumerate() {
-            let logits = s.eval(t).unwrap();
-            if j >= n_ctx / 2 && j + 1 < n_ctx {
-                nll -= logprob(logits, win[j + 1]);
-                count += 1;
-            }
-        }
-    }
-    let ppl = (nll / count as f64).exp();
+    let (ppl, count) = edgelm_suite::perplexity(&model, &tokens, n_ctx);
     let want = res["ppl"].as_f64().unwrap();
     eprintln!(
         "perplexity -c {n_ctx}: ours {ppl:.4} vs llama.cpp {want:.4} ({:+.3}%) over {count} tokens",

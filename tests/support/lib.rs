@@ -84,3 +84,51 @@ pub fn teacher_forced(model: &edgelm::model::ModelVec<'_>, tokens: &[u32]) -> (V
     }
     (am, lp)
 }
+
+/// Perplexity by llama-perplexity's method: windows of `n_ctx` tokens, the second half of each scored.
+/// Returns the perplexity and the number of tokens scored.
+pub fn perplexity(
+    model: &edgelm::model::ModelVec<'_>,
+    tokens: &[u32],
+    n_ctx: usize,
+) -> (f64, usize) {
+    let p = edgelm::plan::plan(&model.config, n_ctx).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::new(model, &mut mem, n_ctx).unwrap();
+    let (mut nll, mut count) = (0f64, 0usize);
+    for win in tokens.chunks_exact(n_ctx) {
+        s.truncate(0);
+        for (j, &t) in win.iter().enumerate() {
+            let logits = s.eval(t).unwrap();
+            if j >= n_ctx / 2 && j + 1 < n_ctx {
+                nll -= logprob(logits, win[j + 1]);
+                count += 1;
+            }
+        }
+    }
+    ((nll / count as f64).exp(), count)
+}
+
+/// The reference text the perplexity tests score.
+pub fn reference_text() -> String {
+    std::fs::read_to_string(repo_root().join("tests/data/text/reference.txt")).unwrap()
+}
+
+/// Our greedy continuation of `prompt` for `n` tokens (no stop on end-of-generation).
+pub fn greedy(model: &edgelm::model::ModelVec<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
+    let n_ctx = prompt.len() + n;
+    let p = edgelm::plan::plan(&model.config, n_ctx).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::new(model, &mut mem, n_ctx).unwrap();
+    let mut logits = Vec::new();
+    for &t in prompt {
+        logits = s.eval(t).unwrap().to_vec();
+    }
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let t = argmax(&logits);
+        out.push(t);
+        logits = s.eval(t).unwrap().to_vec();
+    }
+    out
+}
