@@ -104,3 +104,123 @@ fn llama_cpp_greedy_matches_our_runtime_on_converted_files() {
         assert_eq!(got, want, "{name}: greedy tokens vs llama.cpp");
     }
 }
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// Our Q8_0 and Q4_0 bytes are the PyPI `gguf` package's `gguf.quants.quantize` bytes (and F32/F16
+/// the same elements), tensor for tensor, Q/K permutation included.
+#[test]
+fn quantized_bytes_equal_the_gguf_package() {
+    let r = reference("converter/quant_bytes.json");
+    for (quant, field) in [
+        ("q8_0", "q8_0"),
+        ("q4_0", "q4_0"),
+        ("f32", "f32_sha256"),
+        ("f16", "f16_sha256"),
+    ] {
+        let (_dir, out) = convert_hf("smollm2-135m", quant, None);
+        let bytes = read(&out);
+        let g = Gguf::parse(&bytes).unwrap();
+        for t in r["tensors"].as_array().unwrap() {
+            let name = t["gguf_name"].as_str().unwrap();
+            let ours = g.tensor(name).unwrap();
+            let want = match &t[field] {
+                serde_json::Value::String(s) => s.as_str(),
+                v => v["sha256"].as_str().unwrap(),
+            };
+            assert_eq!(sha256(ours.data), want, "{quant} {name}");
+        }
+    }
+}
+
+/// Full logits at every position of `tokens`, one token at a time.
+fn logits_all(model: &ModelVec<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let p = edgelm::plan::plan(&model.config, tokens.len()).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::new(model, &mut mem, tokens.len()).unwrap();
+    tokens
+        .iter()
+        .map(|&t| s.eval(t).unwrap().to_vec())
+        .collect()
+}
+
+/// Reference logits closer than this are near-ties: the rounding of F16 or Q8_0 (weights and, as
+/// in llama.cpp, 8-bit activations) may order them either way.
+const NEAR_TIE: f64 = 0.25;
+
+/// How our logits compare with a numpy reference.
+struct Agreement {
+    /// Max |Δ logit| over the reference's probe and top-8 ids.
+    max_diff: f64,
+    /// Fraction of positions with the same argmax.
+    strict: f64,
+    /// Fraction where ours is the reference's argmax or within NEAR_TIE of it.
+    near: f64,
+}
+
+fn compare_numpy(r: &serde_json::Value, logits: &[Vec<f32>]) -> Agreement {
+    let argmax = ids(&r["argmax"]);
+    let probe = ids(&r["probe_ids"]);
+    let (mut max, mut strict, mut near) = (0f64, 0, 0);
+    for (i, l) in logits.iter().enumerate() {
+        let top = r["top"][i].as_array().unwrap();
+        let ours = edgelm_suite::argmax(l);
+        if ours == argmax[i] {
+            strict += 1;
+            near += 1;
+        } else if let Some(t) = top.iter().find(|t| t[0].as_u64() == Some(ours as u64)) {
+            let gap = top[0][1].as_f64().unwrap() - t[1].as_f64().unwrap();
+            near += (gap <= NEAR_TIE) as usize;
+        }
+        for (j, &id) in probe.iter().enumerate() {
+            let want = r["probe_logits"][i][j].as_f64().unwrap();
+            max = max.max((l[id as usize] as f64 - want).abs());
+        }
+        for t in top {
+            let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap());
+            max = max.max((l[id] as f64 - want).abs());
+        }
+    }
+    let n = logits.len() as f64;
+    Agreement {
+        max_diff: max,
+        strict: strict as f64 / n,
+        near: near as f64 / n,
+    }
+}
+
+/// F32, F16 and Q8_0 conversions against the float64 numpy forward of the Hugging Face checkpoints.
+#[test]
+fn converted_models_match_numpy_reference() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&model_file("hf/manifest.json"))).unwrap();
+    for (case, lora) in [
+        ("smollm2-135m", None),
+        ("cerebras-111m-2l", None),
+        ("cerebras-256m-3l", None),
+    ] {
+        let r = reference(&format!("converter/{case}.json"));
+        for (file, sha) in r["checkpoint_sha256"].as_object().unwrap() {
+            assert_eq!(
+                manifest["files"][file]["sha256"], *sha,
+                "{file} is not the checkpoint the reference was made from: rerun scripts/fetch-models hf"
+            );
+        }
+        let tokens = ids(&r["tokens"]);
+        for quant in ["f32", "f16", "q8_0"] {
+            let (_dir, out) = convert_hf(case, quant, lora);
+            let bytes = read(&out);
+            let g = Gguf::parse(&bytes).unwrap();
+            let model = ModelVec::load(&g).unwrap();
+            let a = compare_numpy(&r, &logits_all(&model, &tokens));
+            eprintln!(
+                "{case} {quant}: max |Δ logit| {:.2e}, argmax agreement {:.4} ({:.4} counting near-ties)",
+                a.max_diff, a.strict, a.near
+            );
+            assert!(a.near >= 0.99, "{case} {quant}: argmax agreement");
+        }
+    }
+}
