@@ -97,7 +97,11 @@ fn llama_cpp_greedy_matches_our_runtime_on_converted_files() {
             prompt,
             "{name}: tokenization"
         );
-        let model = ModelVec::load(&g).unwrap();
+        let mut model = ModelVec::load(&g).unwrap();
+        // llama.cpp has only the tanh GELU; compare like with like on the erf-GELU checkpoint.
+        if model.config.activation == edgelm::model::Activation::GeluErf {
+            model.config.activation = edgelm::model::Activation::GeluTanh;
+        }
         let want = ids(&case["greedy"]);
         let got = greedy(&model, &prompt, want.len());
         eprintln!("{name}: {got:?}");
@@ -222,5 +226,39 @@ fn converted_models_match_numpy_reference() {
             );
             assert!(a.near >= 0.99, "{case} {quant}: argmax agreement");
         }
+    }
+}
+
+/// llama.cpp scores our K-quant and Q4_0 files as our runtime does, within 1%.
+#[test]
+fn llama_cpp_perplexity_matches_ours_on_k_quants() {
+    let r = reference("converter/llama_cpp_greedy.json");
+    let text = reference_text();
+    for case in r["perplexity"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (_dir, out) = convert_hf(
+            case["checkpoint"].as_str().unwrap(),
+            case["quant"].as_str().unwrap(),
+            None,
+        );
+        let bytes = read(&out);
+        let g = Gguf::parse(&bytes).unwrap();
+        let want: Vec<String> = case["tensor_checksums_xxh3"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(checksums(&g), want, "{name}: converter output changed");
+        let tok = edgelm::tokenizer::Tokenizer::from_gguf(&g).unwrap();
+        let tokens = tok.encode(&text, true, false);
+        let n_ctx = case["ctx"].as_u64().unwrap() as usize;
+        let (ppl, _) = perplexity(&ModelVec::load(&g).unwrap(), &tokens, n_ctx);
+        let want = case["ppl"].as_f64().unwrap();
+        eprintln!(
+            "{name}: perplexity ours {ppl:.4}, llama.cpp {want:.4} ({:+.3}%)",
+            100.0 * (ppl / want - 1.0)
+        );
+        assert!((ppl / want - 1.0).abs() <= 0.01, "{name}");
     }
 }
