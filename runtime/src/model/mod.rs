@@ -6,6 +6,7 @@
 mod config;
 mod error;
 pub mod llama;
+pub mod lora;
 pub mod math;
 pub mod ops;
 pub mod qwen2;
@@ -14,6 +15,7 @@ mod weights;
 
 pub use config::{Arch, Config, RopeKind};
 pub use error::ModelError;
+pub use lora::{Adapter, LoraDelta, LoraError, MAX_LORA_RANK};
 pub use state::{state_sizes, State};
 pub use weights::{LayerWeights, Vector, Weight};
 
