@@ -84,3 +84,5 @@ pub fn teacher_forced(model: &edgelm::model::ModelVec<'_>, tokens: &[u32]) -> (V
     }
     (am, lp)
 }
+
+pub mod lora;
