@@ -70,6 +70,8 @@ pub struct TestAdapter {
     pub alpha: f32,
     /// The factors, in file order.
     pub factors: Vec<Factors>,
+    /// [`fnv1a`] of the tensor bytes in file order.
+    pub checksum: u64,
 }
 
 /// FNV-1a of the adapter's tensor bytes, to check that another generator made the same file.
@@ -169,6 +171,7 @@ pub fn make_adapter(
         bytes: w.to_bytes(&refs).unwrap(),
         alpha,
         factors,
+        checksum: fnv1a(&refs),
     }
 }
 
