@@ -193,3 +193,17 @@ impl AdapterFiles {
         Ok(summary)
     }
 }
+
+/// One stderr line per applied adapter (from [`AdapterFiles::apply`]'s summary).
+pub fn report_adapters(summary: &[serde_json::Value]) {
+    for a in summary {
+        eprintln!(
+            "lora: {} ({} tensors, rank <= {}, alpha {}, scale {})",
+            a["path"].as_str().unwrap_or("?"),
+            a["tensors"],
+            a["max_rank"],
+            a["alpha"],
+            a["scale"]
+        );
+    }
+}

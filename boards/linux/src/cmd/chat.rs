@@ -77,7 +77,7 @@ pub fn main(a: Args) -> Result<()> {
     let mut table = Vec::new();
     let mut model =
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
-    adapters.apply(&mut model, &a.model, &mut table)?;
+    crate::load::report_adapters(&adapters.apply(&mut model, &a.model, &mut table)?);
     let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
     let Some(src) = g.get_str("tokenizer.chat_template") else {
         bail!(

@@ -114,6 +114,9 @@ pub fn main(a: Args) -> Result<()> {
     let mut model =
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
     let lora = adapters.apply(&mut model, &a.model, &mut table)?;
+    if !a.json {
+        crate::load::report_adapters(&lora);
+    }
     let tok = Tokenizer::from_gguf(&g)
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
