@@ -197,8 +197,12 @@ impl AdapterFiles {
 /// One stderr line per applied adapter (from [`AdapterFiles::apply`]'s summary).
 pub fn report_adapters(summary: &[serde_json::Value]) {
     for a in summary {
+        let ignored = match a["ignored_tensors"].as_u64() {
+            Some(n) if n > 0 => format!("; {n} norm tensors ignored, as llama.cpp does"),
+            _ => String::new(),
+        };
         eprintln!(
-            "lora: {} ({} tensors, rank <= {}, alpha {}, scale {})",
+            "lora: {} ({} tensors, rank <= {}, alpha {}, scale {}{ignored})",
             a["path"].as_str().unwrap_or("?"),
             a["tensors"],
             a["max_rank"],

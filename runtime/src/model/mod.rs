@@ -1,7 +1,8 @@
 //! Model architectures: hyper-parameters from GGUF metadata, weights borrowed from the file.
 //!
 //! Each architecture is one file (`llama.rs`, `qwen2.rs`) with its forward pass; `ops.rs` holds the
-//! shared numerical building blocks (norms, RoPE, attention) written once.
+//! shared numerical building blocks (norms, RoPE, attention) written once; `lora.rs` adds LoRA
+//! adapters' low-rank deltas to any weight, so every architecture gets them from `ops`.
 
 mod config;
 mod error;
