@@ -262,3 +262,68 @@ fn llama_cpp_perplexity_matches_ours_on_k_quants() {
         assert!((ppl / want - 1.0).abs() <= 0.01, "{name}");
     }
 }
+
+/// Teacher-forced logits of a converted base with the converted adapter applied at run time.
+fn logits_with_adapter(base: &Gguf<'_>, adapter: &Gguf<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let a = edgelm::model::Adapter::parse(adapter).unwrap();
+    let mut table = a.table();
+    let mut model = ModelVec::load(base).unwrap();
+    model.apply_adapter(&a, 1.0, &mut table).unwrap();
+    logits_all(&model, tokens)
+}
+
+/// A LoRA merged at conversion and the same LoRA applied at run time give the same logits, and
+/// both match the numpy reference of W + scale·(alpha/r)·B·A.
+#[test]
+fn lora_merged_equals_lora_at_run_time_and_numpy() {
+    for (case, base, lora) in [
+        ("smollm2-135m-lora", "smollm2-135m", "smollm2-135m-lora"),
+        (
+            "cerebras-111m-2l-lora",
+            "cerebras-111m-2l",
+            "cerebras-111m-2l-lora",
+        ),
+    ] {
+        let r = reference(&format!("converter/{case}.json"));
+        let tokens = ids(&r["tokens"]);
+        let (_d1, merged) = convert_hf(base, "f32", Some(lora));
+        let (d2, plain) = convert_hf(base, "f32", None);
+        let adapter = d2.path().join("adapter.gguf");
+        edgelm_converter::convert_lora(
+            &edgelm_converter::ConvertLoraOptions {
+                adapter: model_file(&format!("hf/{lora}")),
+                base: plain.clone(),
+                output: adapter.clone(),
+                quant: Quant::F32,
+                force: false,
+            },
+            &|_, _, _| {},
+        )
+        .unwrap();
+        let (mb, pb, ab) = (read(&merged), read(&plain), read(&adapter));
+        let (mg, pg, ag) = (
+            Gguf::parse(&mb).unwrap(),
+            Gguf::parse(&pb).unwrap(),
+            Gguf::parse(&ab).unwrap(),
+        );
+        let lm = logits_all(&ModelVec::load(&mg).unwrap(), &tokens);
+        let lr = logits_with_adapter(&pg, &ag, &tokens);
+        let mut diff = 0f32;
+        for (x, y) in lm.iter().zip(&lr) {
+            for (a, b) in x.iter().zip(y) {
+                diff = diff.max((a - b).abs());
+            }
+        }
+        let am = compare_numpy(&r, &lm);
+        let ar = compare_numpy(&r, &lr);
+        eprintln!(
+            "{case}: merged vs run-time max |Δ logit| {diff:.2e}; vs numpy: merged {:.2e} ({:.4} argmax), run-time {:.2e} ({:.4} argmax)",
+            am.max_diff, am.strict, ar.max_diff, ar.strict
+        );
+        assert!(diff <= 5e-2, "{case}: merged vs run-time");
+        assert!(
+            am.near >= 0.99 && ar.near >= 0.99,
+            "{case}: argmax vs numpy"
+        );
+    }
+}
