@@ -557,3 +557,82 @@ fn lora_errors() {
         &["scale is not a finite number"],
     );
 }
+
+/// `convert` and `convert-lora` end to end: JSON contract, a model that runs, and refused inputs.
+#[test]
+fn convert_and_convert_lora() {
+    let hf = edgelm_suite::model_file("hf/cerebras-111m-2l");
+    let lora = edgelm_suite::model_file("hf/cerebras-111m-2l-lora");
+    let out = tmp("c111.gguf");
+    let _ = std::fs::remove_file(&out);
+    let (hf_s, out_s) = (hf.to_str().unwrap(), out.to_str().unwrap());
+    let j = ok_json(&["convert", hf_s, "-o", out_s, "--quant", "q8_0", "--json"]);
+    for k in [
+        "output",
+        "arch",
+        "quant",
+        "file_bytes",
+        "tensors",
+        "params",
+        "bits_per_weight",
+        "types",
+        "lora_tensors",
+        "ignored",
+        "seconds",
+        "peak_rss_bytes",
+    ] {
+        assert!(j.get(k).is_some(), "convert --json lacks {k}: {j}");
+    }
+    assert_eq!(j["arch"], "gpt2");
+    assert_eq!(j["types"]["Q8_0"], 10);
+    let r = ok_json(&[
+        "run", "-m", out_s, "-p", "Hello", "-n", "4", "--temp", "0", "--json",
+    ]);
+    assert_eq!(r["tokens"].as_array().unwrap().len(), 4);
+
+    // An existing output is kept unless --force.
+    fails_with(
+        &["convert", hf_s, "-o", out_s],
+        &["already exists", "--force"],
+    );
+    fails_with(
+        &["convert", hf_s, "-o", out_s, "--quant", "q5_k_s", "--force"],
+        &["q5_k_s", "q4_k_m"],
+    );
+    fails_with(
+        &["convert", "/nonexistent/model", "-o", out_s, "--force"],
+        &["/nonexistent/model", "missing"],
+    );
+
+    let ad = tmp("c111-lora.gguf");
+    let _ = std::fs::remove_file(&ad);
+    let ad_s = ad.to_str().unwrap();
+    let j = ok_json(&[
+        "convert-lora",
+        lora.to_str().unwrap(),
+        "--base",
+        out_s,
+        "-o",
+        ad_s,
+        "--json",
+    ]);
+    assert_eq!(j["lora_tensors"], 8);
+    let r = ok_json(&[
+        "run", "-m", out_s, "--lora", ad_s, "-p", "Hello", "-n", "4", "--temp", "0", "--json",
+    ]);
+    assert_eq!(r["lora"][0]["tensors"], 8);
+    // The SmolLM2 adapter does not fit a GPT-2 base.
+    let smol_lora = edgelm_suite::model_file("hf/smollm2-135m-lora");
+    fails_with(
+        &[
+            "convert-lora",
+            smol_lora.to_str().unwrap(),
+            "--base",
+            out_s,
+            "-o",
+            ad_s,
+            "--force",
+        ],
+        &["model.layers.0", "gpt2"],
+    );
+}
