@@ -205,6 +205,7 @@ pub fn byte_level_tokenizer(pre_tokenizer: Value, specials: &[&str]) -> Value {
 pub const BYTE_LEVEL_BASE: usize = 256 + MERGES.len();
 
 /// Hyper-parameters of the f64 reference forward.
+#[derive(Clone)]
 pub struct RefCfg {
     pub d: usize,
     pub n_layer: usize,
@@ -358,7 +359,7 @@ pub fn runtime_logits(model: &ModelVec<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// max |ours − ref| / max |ref| at position `pos`.
+/// max |ours − ref| / max |ref| over one position's logits.
 pub fn rel_err(ours: &[f32], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
