@@ -2,6 +2,7 @@
 """Rebuild a Llama 2-style Hugging Face tokenizer.json from llama.cpp's SentencePiece vocab GGUF.
 
 Usage: scripts/reference/spm_tokenizer_json.py [--vocab GGUF] [--out DIR] [--no-check]
+           [--compare TOKENIZER_JSON] [--llama-tokenize GGUF ...]
        (needs the PyPI `gguf` package; the check needs `tokenizers`)
 
 No Llama 2 / TinyLlama tokenizer.json can be downloaded here, but llama.cpp's vocab-only
@@ -23,7 +24,8 @@ scores and piece types. This script writes what transformers' `LlamaConverter` w
 plus a tokenizer_config.json with add_bos_token true, add_eos_token false and the special tokens.
 
 Output: DIR/tokenizer.json and DIR/tokenizer_config.json (default DIR:
-${EDGELM_MODELS:-~/.cache/edgelm/models}/hf/llama-spm-tokenizer). Deterministic.
+${EDGELM_MODELS:-~/.cache/edgelm/models}/llama-spm-tokenizer, outside hf/, whose manifest
+scripts/fetch-models pins). Deterministic.
 
 With `tokenizers` installed, the result is checked against llama.cpp's test vectors
 (ggml-vocab-llama-spm.gguf.inp/.out, encoded without special tokens): this shows the file is a
@@ -196,7 +198,7 @@ def llama_tokenize(model, vocab_gguf, exe):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vocab", default=os.path.join(models_dir(), "vocab", "ggml-vocab-llama-spm.gguf"))
-    ap.add_argument("--out", default=os.path.join(models_dir(), "hf", "llama-spm-tokenizer"))
+    ap.add_argument("--out", default=os.path.join(models_dir(), "llama-spm-tokenizer"))
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--compare", help="a tokenizer.json to compare (vocab, merges, added tokens)")
     ap.add_argument("--llama-tokenize", metavar="GGUF", action="append", default=[],
