@@ -35,6 +35,8 @@ struct Vocab {
     model: &'static str,
     pre: Option<&'static str>,
     post_adds_bos: Option<String>,
+    /// SentencePiece-style only: whether a "▁" is put before the text.
+    add_space_prefix: Option<bool>,
     path: PathBuf,
 }
 
@@ -167,6 +169,9 @@ pub fn convert(dir: &Path, config: &Value, vocab_size: usize) -> Result<Vec<(Str
         "tokenizer.ggml.add_bos_token".into(),
         MetaValue::Bool(add_bos),
     ));
+    if let Some(p) = v.add_space_prefix {
+        out.push(("tokenizer.ggml.add_space_prefix".into(), MetaValue::Bool(p)));
+    }
     if let Some(add_eos) = tc.get("add_eos_token").and_then(Value::as_bool) {
         out.push((
             "tokenizer.ggml.add_eos_token".into(),
@@ -270,6 +275,7 @@ fn from_tokenizer_json(path: &Path) -> Result<Vocab> {
                 .as_str()
         })
         .map(str::to_string);
+    let add_space_prefix = byte_fallback.then(|| space_prefix(&j));
     Ok(Vocab {
         tokens,
         types,
@@ -277,8 +283,45 @@ fn from_tokenizer_json(path: &Path) -> Result<Vocab> {
         model: model_name,
         pre,
         post_adds_bos,
+        add_space_prefix,
         path: path.to_path_buf(),
     })
+}
+
+/// Whether a SentencePiece-style tokenizer.json puts "▁" before the text: a `Prepend` normalizer
+/// (Llama 2, TinyLlama) or a `Metaspace` pre-tokenizer that prepends (newer exports).
+fn space_prefix(j: &Value) -> bool {
+    fn steps<'v>(v: Option<&'v Value>, list: &str) -> Vec<&'v Value> {
+        match v {
+            Some(x) if x.get("type").and_then(Value::as_str) == Some("Sequence") => x
+                .get(list)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            Some(x) if !x.is_null() => vec![x],
+            _ => Vec::new(),
+        }
+    }
+    let ty = |v: &Value| {
+        v.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let prepend = steps(j.get("normalizer"), "normalizers").iter().any(|n| {
+        ty(n) == "Prepend" && n.get("prepend").and_then(Value::as_str) == Some("\u{2581}")
+    });
+    let metaspace = steps(j.get("pre_tokenizer"), "pretokenizers")
+        .iter()
+        .any(|p| {
+            ty(p) == "Metaspace"
+                && (p.get("add_prefix_space").and_then(Value::as_bool) == Some(true)
+                    || matches!(
+                        p.get("prepend_scheme").and_then(Value::as_str),
+                        Some("always" | "first")
+                    ))
+        });
+    prepend || metaspace
 }
 
 fn is_byte_token(t: &str) -> bool {
@@ -403,6 +446,7 @@ fn from_vocab_merges(dir: &Path) -> Result<Vocab> {
         model: "gpt2",
         pre: Some("gpt-2"),
         post_adds_bos: None,
+        add_space_prefix: None,
         path: vpath,
     })
 }

@@ -237,6 +237,8 @@ fn llama_spm_tokenizer_json_reproduces_llama_cpp_vectors() {
     assert_eq!(g.get_u32("tokenizer.ggml.unknown_token_id"), Some(0));
     let flag = |g: &Gguf<'_>, k: &str| g.get(k).and_then(|v| v.as_bool());
     assert_eq!(flag(&g, "tokenizer.ggml.add_bos_token"), Some(true));
+    // The Prepend("▁") normalizer becomes llama.cpp's add_space_prefix.
+    assert_eq!(flag(&g, "tokenizer.ggml.add_space_prefix"), Some(true));
     assert_eq!(flag(&g, "tokenizer.ggml.add_eos_token"), Some(false));
     let conv = read_spm(&g);
     assert_eq!(conv.pieces, spm.pieces);
