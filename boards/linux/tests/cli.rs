@@ -636,3 +636,132 @@ fn convert_and_convert_lora() {
         &["model.layers.0", "gpt2"],
     );
 }
+
+#[test]
+fn bench_json_rows_and_roofline() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    // Two thread counts: each runs in its own child process.
+    let j = ok_json(&[
+        "bench", "-m", ms, "-p", "8", "-n", "8", "-r", "1", "-t", "1,2", "--membw", "--json",
+    ]);
+    let rows = j.as_array().unwrap();
+    let tests: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["test"].as_str().unwrap().into(),
+                r["threads"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("pp8", 1),
+        ("tg8", 1),
+        ("pp8", 2),
+        ("tg8", 2),
+        ("membw", 1),
+        ("membw", 2),
+    ];
+    assert_eq!(
+        tests,
+        want.map(|(t, n)| (t.to_string(), n)).to_vec(),
+        "rows: {j}"
+    );
+    // Bytes per decode step, from the file's tensors: SmolLM2's head is tied to the Q8_0
+    // embedding, so every tensor is read once, the embedding once more for one row; plus the f16
+    // KV cache (30 layers × K and V × 192 values × 2 bytes) over the 4.5 positions an 8-step test
+    // attends on average.
+    let bytes = edgelm_suite::read(&m);
+    let g = edgelm::gguf::Gguf::parse(&bytes).unwrap();
+    let all: u64 = g.tensors().map(|t| t.data.len() as u64).sum();
+    let embd = g.tensor("token_embd.weight").unwrap().data.len() as u64;
+    assert!(g.tensor("output.weight").is_none());
+    let kv = 30.0 * 2.0 * 192.0 * 2.0 * 4.5;
+    let expect = (all + embd / 49152) as f64 + kv;
+    for r in &rows[..4] {
+        let keys = [
+            "test",
+            "threads",
+            "tok_s_mean",
+            "tok_s_sd",
+            "bytes_per_token",
+        ];
+        for k in keys {
+            assert!(r.get(k).is_some(), "row lacks {k}: {r}");
+        }
+        assert!(r["tok_s_mean"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["tok_s_sd"].as_f64().unwrap() >= 0.0, "{r}");
+        let bpt = r["bytes_per_token"].as_f64().unwrap();
+        assert!((bpt - expect).abs() < 1.0, "{bpt} vs {expect}");
+        assert_eq!(r["size_bytes"].as_u64().unwrap(), all);
+        assert!(r["roofline_fraction"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    for r in &rows[4..] {
+        assert!(r["gb_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(
+            r["buffer_bytes"].as_u64().unwrap(),
+            bytes.len() as u64 / 8 * 8
+        );
+    }
+    // The table: llama-bench's columns, t/s as mean ± sd.
+    let o = edgelm(&[
+        "bench", "-m", ms, "-p", "4", "-n", "0", "-r", "2", "-t", "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.starts_with("| model"), "{table}");
+    for col in ["size", "params", "backend", "threads", "test", "t/s"] {
+        assert!(table.lines().next().unwrap().contains(col), "{table}");
+    }
+    let cells: Vec<&str> = table
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(cells[6], "pp4", "{table}");
+    assert!(cells[7].contains(" ± "), "{table}");
+    assert!(!table.contains("tg"), "-n 0 skips tg: {table}");
+}
+
+#[test]
+fn bench_membw_alone() {
+    let o = edgelm(&["bench", "--membw", "-t", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let gb_s: f64 = out
+        .split(" GB/s")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no GB/s figure in {out:?}"));
+    assert!(gb_s > 0.0, "{out}");
+    assert!(out.contains("256.0 MiB"), "{out}");
+}
+
+#[test]
+fn bench_errors() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    fails_with(&["bench", "-m", ms, "-t", "0"], &["at least 1"]);
+    fails_with(
+        &["bench", "-m", ms, "-t", "a,b"],
+        &["'a' is not a thread count"],
+    );
+    fails_with(
+        &["bench", "-m", ms, "-t", "1,,2"],
+        &["'' is not a thread count"],
+    );
+    fails_with(&["bench", "-m", ms, "-r", "0"], &["-r must be at least 1"]);
+    fails_with(
+        &["bench", "-m", ms, "-p", "0", "-n", "0"],
+        &["nothing to measure"],
+    );
+    fails_with(&["bench"], &["give a model with -m FILE", "--membw"]);
+    fails_with(
+        &["bench", "-m", "/nonexistent/model.gguf"],
+        &["model file not found"],
+    );
+}

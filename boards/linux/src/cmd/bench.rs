@@ -1,0 +1,522 @@
+//! `edgelm bench`: llama-bench's two tests — prompt processing (ppN) and generation (tgN) — as
+//! mean ± sd tokens/s, the bytes a decode step reads, and (`--membw`) memory read bandwidth, so a
+//! run can be placed against its roofline.
+//!
+//! What is measured, and how it compares with llama-bench:
+//! - ppN: a fresh context (position 0) fed N tokens: BOS when the model adds one, then a fixed
+//!   pseudo-random sequence of ordinary vocabulary ids (splitmix64, fixed seed; control and
+//!   end-of-generation ids skipped). llama-bench feeds BOS + `rand() % n_vocab` the same way.
+//! - tgN: a fresh context, N single-token steps starting from BOS (or the first pseudo-random id),
+//!   each step feeding the greedy (argmax) choice of the previous one. llama-bench also decodes N
+//!   single tokens from an empty context, feeding random ids instead of the argmax.
+//! - One warm-up run of each test, then `-r` timed repetitions; t/s is the mean ± sample standard
+//!   deviation of the per-repetition tokens/s, as llama-bench reports it.
+//! - Each thread count of a list runs in its own child process: the runtime's thread pool is set
+//!   once per process.
+
+use crate::load::ModelFile;
+use anyhow::{bail, Context, Result};
+use edgelm::gguf::Gguf;
+use edgelm::model::ModelVec;
+use edgelm::session::Session;
+use edgelm::tokenizer::Tokenizer;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Barrier;
+use std::time::Instant;
+
+/// Buffer read by `--membw` when no model gives the size.
+const MEMBW_DEFAULT_BYTES: usize = 256 << 20;
+/// Timed passes over the buffer per thread count (after one warm-up); the median is reported.
+const MEMBW_PASSES: usize = 11;
+
+/// A comma-separated list of thread counts, each at least 1.
+#[derive(Clone, Debug)]
+pub struct ThreadList(Vec<usize>);
+
+fn parse_threads(s: &str) -> Result<ThreadList, String> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let n: usize = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{part}' is not a thread count (give e.g. -t 1,2)"))?;
+        if n == 0 {
+            return Err("thread counts must be at least 1".into());
+        }
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    Ok(ThreadList(v))
+}
+
+/// Arguments of `edgelm bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file (without it, only --membw runs).
+    #[arg(short = 'm', long)]
+    model: Option<PathBuf>,
+    /// Prompt tokens of the pp test (0 = skip it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 64)]
+    n_prompt: usize,
+    /// Generated tokens of the tg test (0 = skip it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    n_gen: usize,
+    /// Comma-separated thread counts (default: 1 and every core, e.g. 1,2).
+    #[arg(short = 't', long, value_name = "LIST", value_parser = parse_threads)]
+    threads: Option<ThreadList>,
+    /// Timed repetitions of each test (after one warm-up run).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    reps: usize,
+    /// Also measure memory read bandwidth (over a buffer the model file's size, or 256 MiB) and
+    /// report each test's roofline fraction.
+    #[arg(long)]
+    membw: bool,
+    /// Print a JSON list of rows instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Sizes of a model file that set what a decode step must read.
+struct ModelFacts {
+    /// `arch params type`, like llama-bench's model column.
+    desc: String,
+    /// Bytes of all tensors (llama-bench's "size").
+    size_bytes: u64,
+    /// Elements of all tensors.
+    params: u64,
+    /// Weight bytes one decode step reads (see [`weight_bytes_per_token`]).
+    weights_per_token: u64,
+    /// KV cache bytes per cached position (keys and values of every layer).
+    kv_per_position: f64,
+}
+
+/// Weight bytes one decode step reads: every tensor once, except the token embedding (and GPT-2's
+/// position embedding), of which only one row is read; a tied output head reads the whole token
+/// embedding again for the logits.
+fn weight_bytes_per_token(g: &Gguf<'_>) -> u64 {
+    let mut total = 0u64;
+    let mut tied = true;
+    for t in g.tensors() {
+        let bytes = t.data.len() as u64;
+        total += match t.name {
+            // One row: the tensor's bytes over its row count (ggml's outermost dimension).
+            "token_embd.weight" | "position_embd.weight" => bytes / t.dims[1].max(1),
+            _ => bytes,
+        };
+        if t.name == "output.weight" {
+            tied = false;
+        }
+    }
+    if tied {
+        total += g
+            .tensor("token_embd.weight")
+            .map_or(0, |t| t.data.len() as u64);
+    }
+    total
+}
+
+/// The type holding most bytes among matrices (a file's "quantization" in one word).
+fn main_type(g: &Gguf<'_>) -> &'static str {
+    let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for t in g.tensors().filter(|t| t.n_dims >= 2) {
+        *by_type.entry(t.ty.name()).or_default() += t.data.len() as u64;
+    }
+    by_type
+        .into_iter()
+        .max_by_key(|&(_, b)| b)
+        .map_or("?", |(n, _)| n)
+}
+
+fn model_facts(g: &Gguf<'_>, model: &ModelVec<'_>) -> Result<ModelFacts> {
+    let c = &model.config;
+    let size_bytes = g.tensors().map(|t| t.data.len() as u64).sum();
+    let params: u64 = g.tensors().map(|t| t.n_elements()).sum();
+    // The plan sizes the cache exactly (any element type); alignment pads it by < 128 bytes.
+    let n = 4096.min(c.max_ctx().unwrap_or(4096));
+    let p = edgelm::plan::plan(c, n)?;
+    Ok(ModelFacts {
+        desc: format!(
+            "{} {} {}",
+            c.arch.name(),
+            human_count(params, ""),
+            main_type(g)
+        ),
+        size_bytes,
+        params,
+        weights_per_token: weight_bytes_per_token(g),
+        kv_per_position: p.kv_bytes as f64 / n as f64,
+    })
+}
+
+/// `134.52 M`-style counts.
+fn human_count(n: u64, sep: &str) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e9 => format!("{:.2}{sep}B", n / 1e9),
+        _ if n >= 1e6 => format!("{:.0}{sep}M", n / 1e6),
+        _ => format!("{:.0}{sep}K", n / 1e3),
+    }
+}
+
+/// Mean and sample standard deviation (0 for one sample), as llama-bench computes them.
+fn mean_sd(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    if x.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+fn median(mut x: Vec<f64>) -> f64 {
+    x.sort_by(f64::total_cmp);
+    x[x.len() / 2]
+}
+
+/// splitmix64: a fixed, portable pseudo-random sequence.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// The pp prompt: BOS when the model adds one, then ordinary vocabulary ids from a fixed seed.
+fn bench_tokens(tok: Option<&Tokenizer>, n_vocab: usize, n: usize) -> Vec<u32> {
+    let mut ids = Vec::with_capacity(n);
+    if let Some(bos) = tok.filter(|t| t.add_bos()).and_then(|t| t.bos()) {
+        ids.push(bos);
+    }
+    let mut rng = SplitMix(0x6564_6765_6c6d);
+    while ids.len() < n {
+        let id = (rng.next() % n_vocab as u64) as u32;
+        let special = tok.is_some_and(|t| t.is_control(id) || t.is_eog(id));
+        if !special {
+            ids.push(id);
+        }
+    }
+    ids.truncate(n);
+    ids
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Runs the pp and tg tests at the current thread count; one JSON row per test.
+fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
+    let Some(path) = &a.model else {
+        return Ok(Vec::new());
+    };
+    crate::load::set_threads(Some(threads));
+    let file = ModelFile::open(path)?;
+    let g = file.gguf()?;
+    let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", path.display()))?;
+    let facts = model_facts(&g, &model)?;
+    let tok = Tokenizer::from_gguf(&g).ok();
+    let n_ctx = a.n_prompt.max(a.n_gen).max(1);
+    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let mut mem = crate::load::session_memory(&plan)?;
+    let mut s = Session::new(&model, &mut mem, n_ctx)?;
+    let prompt = bench_tokens(tok.as_ref(), model.config.n_vocab, a.n_prompt.max(1));
+
+    let mut rows = Vec::new();
+    let mut test =
+        |name: String, n: usize, n_prompt: usize, run: &mut dyn FnMut() -> Result<()>| {
+            run()?; // warm-up
+            let mut samples = Vec::with_capacity(a.reps);
+            for _ in 0..a.reps {
+                let t0 = Instant::now();
+                run()?;
+                samples.push(n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+            }
+            let (mean, sd) = mean_sd(&samples);
+            // Positions attended, averaged over the test's steps: step i reads i + 1 cached rows.
+            let kv = facts.kv_per_position * (n as f64 + 1.0) / 2.0;
+            rows.push(json!({
+            "test": name, "threads": threads, "tok_s_mean": mean, "tok_s_sd": sd,
+            "bytes_per_token": facts.weights_per_token as f64 + kv,
+            "weight_bytes_per_token": facts.weights_per_token, "kv_bytes_per_token": kv,
+            "samples_tok_s": samples, "reps": a.reps, "n_prompt": n_prompt, "n_gen": n - n_prompt,
+            "model": facts.desc, "file": path, "size_bytes": facts.size_bytes,
+            "params": facts.params, "backend": "CPU",
+            "isa": format!("{:?}", edgelm::quant::isa()),
+        }));
+            anyhow::Ok(())
+        };
+    if a.n_prompt > 0 {
+        let name = format!("pp{}", a.n_prompt);
+        test(name, a.n_prompt, a.n_prompt, &mut || {
+            s.truncate(0);
+            s.eval_all(&prompt)?;
+            Ok(())
+        })?;
+    }
+    if a.n_gen > 0 {
+        let name = format!("tg{}", a.n_gen);
+        test(name, a.n_gen, 0, &mut || {
+            s.truncate(0);
+            let mut t = prompt[0];
+            for _ in 0..a.n_gen {
+                t = argmax(s.eval(t)?);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(rows)
+}
+
+/// Runs `edgelm bench --json` for one thread count in a child process and returns its rows.
+fn bench_child(a: &Args, threads: usize) -> Result<Vec<Value>> {
+    let Some(path) = &a.model else {
+        return Ok(Vec::new());
+    };
+    let exe = std::env::current_exe().context("cannot find the edgelm executable")?;
+    let out = Command::new(exe)
+        .arg("bench")
+        .arg("-m")
+        .arg(path)
+        .args(["-p", &a.n_prompt.to_string(), "-n", &a.n_gen.to_string()])
+        .args([
+            "-r",
+            &a.reps.to_string(),
+            "-t",
+            &threads.to_string(),
+            "--json",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start the benchmark child process")?;
+    if !out.status.success() {
+        bail!("the benchmark at {threads} threads failed ({})", out.status);
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Sum of `words` in eight independent lanes: no add waits on the one before, so the loop runs
+/// at load speed (and vectorizes); the sum depends on every word, so no read can be skipped.
+#[inline(never)]
+fn sum_words(words: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut chunks = words.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &w) in acc.iter_mut().zip(c) {
+            *a = a.wrapping_add(w);
+        }
+    }
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |s, &w| s.wrapping_add(w));
+    acc.iter().fold(tail, |s, &a| s.wrapping_add(a))
+}
+
+/// Median read bandwidth in GB/s (1e9 bytes) over `buf` split among `threads` threads, and all
+/// passes' figures.
+fn read_bandwidth(buf: &[u64], threads: usize) -> (f64, Vec<f64>) {
+    let parts: Vec<&[u64]> = buf.chunks(buf.len().div_ceil(threads).max(1)).collect();
+    // One party per part: a short buffer may split into fewer parts than threads.
+    let start = Barrier::new(parts.len().max(1));
+    let end = Barrier::new(parts.len().max(1));
+    let bytes = std::mem::size_of_val(buf) as f64;
+    let mut gb_s = Vec::with_capacity(MEMBW_PASSES);
+    std::thread::scope(|scope| {
+        let mine = parts.first().copied().unwrap_or_default();
+        for &part in parts.iter().skip(1) {
+            let (start, end) = (&start, &end);
+            scope.spawn(move || {
+                for _ in 0..=MEMBW_PASSES {
+                    start.wait();
+                    black_box(sum_words(black_box(part)));
+                    end.wait();
+                }
+            });
+        }
+        // This thread reads the first part and keeps time; pass 0 is the warm-up.
+        for pass in 0..=MEMBW_PASSES {
+            start.wait();
+            let t0 = Instant::now();
+            black_box(sum_words(black_box(mine)));
+            end.wait();
+            if pass > 0 {
+                gb_s.push(bytes / t0.elapsed().as_secs_f64().max(1e-9) / 1e9);
+            }
+        }
+    });
+    (median(gb_s.clone()), gb_s)
+}
+
+/// One `membw` row per thread count.
+fn bench_membw(bytes: usize, threads: &[usize]) -> Vec<Value> {
+    // Written, not just allocated: untouched pages all map the one zero page and would read from cache.
+    let words: Vec<u64> = (0..bytes / 8)
+        .map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    threads
+        .iter()
+        .map(|&t| {
+            let (gb_s, samples) = read_bandwidth(&words, t);
+            json!({"test": "membw", "threads": t, "gb_s": gb_s, "buffer_bytes": words.len() * 8,
+                   "passes": samples.len(), "samples_gb_s": samples})
+        })
+        .collect()
+}
+
+fn print_table(rows: &[Value], membw: bool) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut head = vec![
+        "model", "size", "params", "backend", "threads", "test", "t/s", "MiB/tok",
+    ];
+    if membw {
+        head.push("roofline");
+    }
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for r in rows.iter().filter(|r| r["test"] != "membw") {
+        let mut l = vec![
+            r["model"].as_str().unwrap_or("?").to_string(),
+            format!("{:.2} MiB", f(&r["size_bytes"]) / (1 << 20) as f64),
+            human_count(r["params"].as_u64().unwrap_or(0), " "),
+            r["backend"].as_str().unwrap_or("?").to_string(),
+            r["threads"].to_string(),
+            r["test"].as_str().unwrap_or("?").to_string(),
+            format!("{:.2} ± {:.2}", f(&r["tok_s_mean"]), f(&r["tok_s_sd"])),
+            format!("{:.2}", f(&r["bytes_per_token"]) / (1 << 20) as f64),
+        ];
+        if membw {
+            l.push(match r["roofline_fraction"].as_f64() {
+                Some(x) => format!("{:.0}%", 100.0 * x),
+                None => "-".into(),
+            });
+        }
+        lines.push(l);
+    }
+    if !lines.is_empty() {
+        let width: Vec<usize> = (0..head.len())
+            .map(|i| {
+                lines
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        // Text columns left-aligned, numbers right-aligned, as llama-bench's markdown.
+        let left = |i: usize| i == 0 || i == 3;
+        let row = |cells: Vec<String>| {
+            let c: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match left(i) {
+                    true => format!("{s:<w$}", w = width[i]),
+                    false => format!("{s:>w$}", w = width[i]),
+                })
+                .collect();
+            println!("| {} |", c.join(" | "));
+        };
+        row(head.iter().map(|s| s.to_string()).collect());
+        let rule: Vec<String> = width
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| match left(i) {
+                true => "-".repeat(w),
+                false => format!("{}:", "-".repeat(w - 1)),
+            })
+            .collect();
+        println!("| {} |", rule.join(" | "));
+        for l in lines {
+            row(l);
+        }
+    }
+    for r in rows.iter().filter(|r| r["test"] == "membw") {
+        println!(
+            "memory read bandwidth, {} thread(s): {:.1} GB/s (median of {} passes over {:.1} MiB)",
+            r["threads"],
+            f(&r["gb_s"]),
+            r["passes"],
+            f(&r["buffer_bytes"]) / (1 << 20) as f64
+        );
+    }
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if a.model.is_none() && !a.membw {
+        bail!("give a model with -m FILE (or --membw alone to measure memory bandwidth)");
+    }
+    if a.model.is_some() && a.n_prompt == 0 && a.n_gen == 0 && !a.membw {
+        bail!("nothing to measure: -p 0 and -n 0 skip both tests");
+    }
+    if a.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    let threads = match &a.threads {
+        Some(ThreadList(t)) => t.clone(),
+        None => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if n > 1 {
+                vec![1, n]
+            } else {
+                vec![1]
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    if a.model.is_some() && (a.n_prompt > 0 || a.n_gen > 0) {
+        if let [t] = threads[..] {
+            rows.extend(bench_model(&a, t)?);
+        } else {
+            for &t in &threads {
+                rows.extend(bench_child(&a, t)?);
+            }
+        }
+    }
+    if a.membw {
+        let bytes = match &a.model {
+            Some(m) => ModelFile::open(m)?.len(),
+            None => MEMBW_DEFAULT_BYTES,
+        };
+        let mut ts = vec![1];
+        ts.extend(threads.iter().filter(|&&t| t != 1));
+        let bw = bench_membw(bytes.max(1 << 20), &ts);
+        // Roofline: the fraction of the measured bandwidth the run's bytes per token use.
+        for r in rows.iter_mut() {
+            let gb_s = bw
+                .iter()
+                .find(|b| b["threads"] == r["threads"])
+                .and_then(|b| b["gb_s"].as_f64());
+            let (Some(gb_s), Some(tok_s), Some(bpt)) = (
+                gb_s,
+                r["tok_s_mean"].as_f64(),
+                r["bytes_per_token"].as_f64(),
+            ) else {
+                continue;
+            };
+            r["roofline_fraction"] = json!(tok_s * bpt / (gb_s * 1e9));
+            r["membw_gb_s"] = json!(gb_s);
+        }
+        rows.extend(bw);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows, a.membw);
+    }
+    Ok(())
+}
