@@ -55,6 +55,9 @@ pub struct Generator<'s, 'm, 'a, L> {
     held: String,
     n_gen: usize,
     stop: Option<StopReason>,
+    /// The last sampled token, evaluated only when another one is asked for: the final token of a
+    /// generation never costs a forward pass.
+    pending: Option<u32>,
 }
 
 impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
@@ -74,11 +77,15 @@ impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
             held: String::new(),
             n_gen: 0,
             stop: None,
+            pending: None,
         }
     }
 
     /// Evaluates prompt tokens (they also count for the repetition penalty).
     pub fn prompt(&mut self, ids: &[u32]) -> Result<(), SessionError> {
+        if let Some(p) = self.pending.take() {
+            self.session.eval(p)?;
+        }
         self.session.eval_all(ids)?;
         for &t in ids {
             self.sampler.accept(t);
@@ -107,6 +114,12 @@ impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
         if self.session.pos() >= self.session.n_ctx() {
             return Ok(self.finish(StopReason::ContextFull));
         }
+        if let Some(p) = self.pending.take() {
+            self.session.eval(p)?;
+            if self.session.pos() >= self.session.n_ctx() {
+                return Ok(self.finish(StopReason::ContextFull));
+            }
+        }
         let logprobs = match self.opts.logprobs {
             0 => Vec::new(),
             k => self.session.top_logprobs(k).to_vec(),
@@ -120,8 +133,8 @@ impl<'s, 'm, 'a, L: AsRef<[LayerWeights<'a>]>> Generator<'s, 'm, 'a, L> {
         self.held
             .push_str(self.decoder.push(self.tok.token_bytes(id, false)));
         let mut text = self.release_text();
-        if self.stop.is_none() && self.session.pos() < self.session.n_ctx() {
-            self.session.eval(id)?;
+        if self.stop.is_none() {
+            self.pending = Some(id);
         }
         if self.stop.is_none() && self.opts.max_tokens.is_some_and(|m| self.n_gen >= m) {
             // Last token: release what was held back for stop strings.
