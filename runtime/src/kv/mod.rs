@@ -218,7 +218,7 @@ mod tests {
     fn f32_rows_are_stored_exactly_and_f16_rows_rounded() {
         let (n_ctx, kv_dim) = (3, 4);
         let n = KvCache::elements(2, n_ctx, kv_dim).unwrap();
-        let k: [f32; 4] = [0.1, -1.0e-3, 3.140_625_1, 70000.0];
+        let k: [f32; 4] = [0.1, -1.0e-3, 3.3, 70000.0];
         let v: [f32; 4] = [1.0, 2.0, -0.333, 5.5e-5];
 
         let (mut kb, mut vb) = ([0f32; 24], [0f32; 24]);
