@@ -97,10 +97,233 @@ fn llama_cpp_greedy_matches_our_runtime_on_converted_files() {
             prompt,
             "{name}: tokenization"
         );
-        let model = ModelVec::load(&g).unwrap();
+        let mut model = ModelVec::load(&g).unwrap();
+        // llama.cpp has only the tanh GELU; compare like with like on the erf-GELU checkpoint.
+        if model.config.activation == edgelm::model::Activation::GeluErf {
+            model.config.activation = edgelm::model::Activation::GeluTanh;
+        }
         let want = ids(&case["greedy"]);
         let got = greedy(&model, &prompt, want.len());
         eprintln!("{name}: {got:?}");
         assert_eq!(got, want, "{name}: greedy tokens vs llama.cpp");
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// Our Q8_0 and Q4_0 bytes are the PyPI `gguf` package's `gguf.quants.quantize` bytes (and F32/F16
+/// the same elements), tensor for tensor, Q/K permutation included.
+#[test]
+fn quantized_bytes_equal_the_gguf_package() {
+    let r = reference("converter/quant_bytes.json");
+    for (quant, field) in [
+        ("q8_0", "q8_0"),
+        ("q4_0", "q4_0"),
+        ("f32", "f32_sha256"),
+        ("f16", "f16_sha256"),
+    ] {
+        let (_dir, out) = convert_hf("smollm2-135m", quant, None);
+        let bytes = read(&out);
+        let g = Gguf::parse(&bytes).unwrap();
+        for t in r["tensors"].as_array().unwrap() {
+            let name = t["gguf_name"].as_str().unwrap();
+            let ours = g.tensor(name).unwrap();
+            let want = match &t[field] {
+                serde_json::Value::String(s) => s.as_str(),
+                v => v["sha256"].as_str().unwrap(),
+            };
+            assert_eq!(sha256(ours.data), want, "{quant} {name}");
+        }
+    }
+}
+
+/// Full logits at every position of `tokens`, one token at a time.
+fn logits_all(model: &ModelVec<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let p = edgelm::plan::plan(&model.config, tokens.len()).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::new(model, &mut mem, tokens.len()).unwrap();
+    tokens
+        .iter()
+        .map(|&t| s.eval(t).unwrap().to_vec())
+        .collect()
+}
+
+/// Reference logits closer than this are near-ties: the rounding of F16 or Q8_0 (weights and, as
+/// in llama.cpp, 8-bit activations) may order them either way.
+const NEAR_TIE: f64 = 0.25;
+
+/// How our logits compare with a numpy reference.
+struct Agreement {
+    /// Max |Δ logit| over the reference's probe and top-8 ids.
+    max_diff: f64,
+    /// Fraction of positions with the same argmax.
+    strict: f64,
+    /// Fraction where ours is the reference's argmax or within NEAR_TIE of it.
+    near: f64,
+}
+
+fn compare_numpy(r: &serde_json::Value, logits: &[Vec<f32>]) -> Agreement {
+    let argmax = ids(&r["argmax"]);
+    let probe = ids(&r["probe_ids"]);
+    let (mut max, mut strict, mut near) = (0f64, 0, 0);
+    for (i, l) in logits.iter().enumerate() {
+        let top = r["top"][i].as_array().unwrap();
+        let ours = edgelm_suite::argmax(l);
+        if ours == argmax[i] {
+            strict += 1;
+            near += 1;
+        } else if let Some(t) = top.iter().find(|t| t[0].as_u64() == Some(ours as u64)) {
+            let gap = top[0][1].as_f64().unwrap() - t[1].as_f64().unwrap();
+            near += (gap <= NEAR_TIE) as usize;
+        }
+        for (j, &id) in probe.iter().enumerate() {
+            let want = r["probe_logits"][i][j].as_f64().unwrap();
+            max = max.max((l[id as usize] as f64 - want).abs());
+        }
+        for t in top {
+            let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap());
+            max = max.max((l[id] as f64 - want).abs());
+        }
+    }
+    let n = logits.len() as f64;
+    Agreement {
+        max_diff: max,
+        strict: strict as f64 / n,
+        near: near as f64 / n,
+    }
+}
+
+/// F32, F16 and Q8_0 conversions against the float64 numpy forward of the Hugging Face checkpoints.
+#[test]
+fn converted_models_match_numpy_reference() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&model_file("hf/manifest.json"))).unwrap();
+    for (case, lora) in [
+        ("smollm2-135m", None),
+        ("cerebras-111m-2l", None),
+        ("cerebras-256m-3l", None),
+    ] {
+        let r = reference(&format!("converter/{case}.json"));
+        for (file, sha) in r["checkpoint_sha256"].as_object().unwrap() {
+            assert_eq!(
+                manifest["files"][file]["sha256"], *sha,
+                "{file} is not the checkpoint the reference was made from: rerun scripts/fetch-models hf"
+            );
+        }
+        let tokens = ids(&r["tokens"]);
+        for quant in ["f32", "f16", "q8_0"] {
+            let (_dir, out) = convert_hf(case, quant, lora);
+            let bytes = read(&out);
+            let g = Gguf::parse(&bytes).unwrap();
+            let model = ModelVec::load(&g).unwrap();
+            let a = compare_numpy(&r, &logits_all(&model, &tokens));
+            eprintln!(
+                "{case} {quant}: max |Δ logit| {:.2e}, argmax agreement {:.4} ({:.4} counting near-ties)",
+                a.max_diff, a.strict, a.near
+            );
+            assert!(a.near >= 0.99, "{case} {quant}: argmax agreement");
+        }
+    }
+}
+
+/// llama.cpp scores our K-quant and Q4_0 files as our runtime does, within 1%.
+#[test]
+fn llama_cpp_perplexity_matches_ours_on_k_quants() {
+    let r = reference("converter/llama_cpp_greedy.json");
+    let text = reference_text();
+    for case in r["perplexity"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (_dir, out) = convert_hf(
+            case["checkpoint"].as_str().unwrap(),
+            case["quant"].as_str().unwrap(),
+            None,
+        );
+        let bytes = read(&out);
+        let g = Gguf::parse(&bytes).unwrap();
+        let want: Vec<String> = case["tensor_checksums_xxh3"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(checksums(&g), want, "{name}: converter output changed");
+        let tok = edgelm::tokenizer::Tokenizer::from_gguf(&g).unwrap();
+        let tokens = tok.encode(&text, true, false);
+        let n_ctx = case["ctx"].as_u64().unwrap() as usize;
+        let (ppl, _) = perplexity(&ModelVec::load(&g).unwrap(), &tokens, n_ctx);
+        let want = case["ppl"].as_f64().unwrap();
+        eprintln!(
+            "{name}: perplexity ours {ppl:.4}, llama.cpp {want:.4} ({:+.3}%)",
+            100.0 * (ppl / want - 1.0)
+        );
+        assert!((ppl / want - 1.0).abs() <= 0.01, "{name}");
+    }
+}
+
+/// Teacher-forced logits of a converted base with the converted adapter applied at run time.
+fn logits_with_adapter(base: &Gguf<'_>, adapter: &Gguf<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let a = edgelm::model::Adapter::parse(adapter).unwrap();
+    let mut table = a.table();
+    let mut model = ModelVec::load(base).unwrap();
+    model.apply_adapter(&a, 1.0, &mut table).unwrap();
+    logits_all(&model, tokens)
+}
+
+/// A LoRA merged at conversion and the same LoRA applied at run time give the same logits, and
+/// both match the numpy reference of W + scale·(alpha/r)·B·A.
+#[test]
+fn lora_merged_equals_lora_at_run_time_and_numpy() {
+    for (case, base, lora) in [
+        ("smollm2-135m-lora", "smollm2-135m", "smollm2-135m-lora"),
+        (
+            "cerebras-111m-2l-lora",
+            "cerebras-111m-2l",
+            "cerebras-111m-2l-lora",
+        ),
+    ] {
+        let r = reference(&format!("converter/{case}.json"));
+        let tokens = ids(&r["tokens"]);
+        let (_d1, merged) = convert_hf(base, "f32", Some(lora));
+        let (d2, plain) = convert_hf(base, "f32", None);
+        let adapter = d2.path().join("adapter.gguf");
+        edgelm_converter::convert_lora(
+            &edgelm_converter::ConvertLoraOptions {
+                adapter: model_file(&format!("hf/{lora}")),
+                base: plain.clone(),
+                output: adapter.clone(),
+                quant: Quant::F32,
+                force: false,
+            },
+            &|_, _, _| {},
+        )
+        .unwrap();
+        let (mb, pb, ab) = (read(&merged), read(&plain), read(&adapter));
+        let (mg, pg, ag) = (
+            Gguf::parse(&mb).unwrap(),
+            Gguf::parse(&pb).unwrap(),
+            Gguf::parse(&ab).unwrap(),
+        );
+        let lm = logits_all(&ModelVec::load(&mg).unwrap(), &tokens);
+        let lr = logits_with_adapter(&pg, &ag, &tokens);
+        let mut diff = 0f32;
+        for (x, y) in lm.iter().zip(&lr) {
+            for (a, b) in x.iter().zip(y) {
+                diff = diff.max((a - b).abs());
+            }
+        }
+        let am = compare_numpy(&r, &lm);
+        let ar = compare_numpy(&r, &lr);
+        eprintln!(
+            "{case}: merged vs run-time max |Δ logit| {diff:.2e}; vs numpy: merged {:.2e} ({:.4} argmax), run-time {:.2e} ({:.4} argmax)",
+            am.max_diff, am.strict, ar.max_diff, ar.strict
+        );
+        assert!(diff <= 5e-2, "{case}: merged vs run-time");
+        assert!(
+            am.near >= 0.99 && ar.near >= 0.99,
+            "{case}: argmax vs numpy"
+        );
     }
 }

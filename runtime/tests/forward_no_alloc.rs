@@ -91,3 +91,90 @@ fn plan_is_exact_and_too_small_memory_is_an_error() {
     let mut wrong = [LayerWeights::EMPTY; 3];
     assert!(Model::load_into(&g, &mut wrong[..]).is_err());
 }
+
+/// A minimal GGUF v3 LoRA adapter for `blk.0.attn_q.weight` (576 × 576) at rank 4, F32 factors,
+/// written by hand: this file also builds without the crate's writer (no std).
+fn tiny_adapter() -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&2u64.to_le_bytes()); // tensors
+    out.extend_from_slice(&4u64.to_le_bytes()); // metadata keys
+    for (k, v) in [
+        ("general.architecture", "llama"),
+        ("general.type", "adapter"),
+        ("adapter.type", "lora"),
+    ] {
+        s(&mut out, k);
+        out.extend_from_slice(&8u32.to_le_bytes()); // string
+        s(&mut out, v);
+    }
+    s(&mut out, "adapter.lora.alpha");
+    out.extend_from_slice(&6u32.to_le_bytes()); // f32
+    out.extend_from_slice(&8f32.to_le_bytes());
+    let (n, r) = (576u64, 4u64);
+    let a_bytes = n * r * 4;
+    for (name, dims, offset) in [
+        ("blk.0.attn_q.weight.lora_a", [n, r], 0),
+        ("blk.0.attn_q.weight.lora_b", [r, n], a_bytes),
+    ] {
+        s(&mut out, name);
+        out.extend_from_slice(&2u32.to_le_bytes());
+        for d in dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&0u32.to_le_bytes()); // F32
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    while !out.len().is_multiple_of(32) {
+        out.push(0);
+    }
+    for i in 0..2 * n * r {
+        // Small deterministic values of both signs.
+        let v = ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn lora_adapter_with_caller_memory_only() {
+    use edgelm::model::{Adapter, LoraDelta};
+    let bytes = smollm2_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    let ab = tiny_adapter();
+    let ag = Gguf::parse(&ab).unwrap();
+    let adapter = Adapter::parse(&ag).unwrap();
+    assert_eq!(
+        (adapter.n_pairs, adapter.max_rank, adapter.alpha),
+        (1, 4, 8.0)
+    );
+    let prompt = [504, 3575, 282, 4649, 314];
+    let mut base_layers = [LayerWeights::EMPTY; 30];
+    let base = Model::load_into(&g, &mut base_layers[..]).unwrap();
+    let p = plan(&base.config, 16).unwrap();
+    let mut mem = vec![0u8; p.total_bytes];
+    let want = Session::new(&base, &mut mem, 16)
+        .unwrap()
+        .eval_all(&prompt)
+        .unwrap()
+        .to_vec();
+    for (scale, same) in [(0.0, true), (1.0, false)] {
+        let mut layers = [LayerWeights::EMPTY; 30];
+        let mut table = [LoraDelta::EMPTY; 2];
+        let mut model = Model::load_into(&g, &mut layers[..]).unwrap();
+        let rest = model.apply_adapter(&adapter, scale, &mut table).unwrap();
+        assert_eq!(rest.len(), 1);
+        let d = model.layers()[0].wq.lora.unwrap();
+        assert_eq!(d.scale, scale * 8.0 / 4.0);
+        let got = Session::new(&model, &mut mem, 16)
+            .unwrap()
+            .eval_all(&prompt)
+            .unwrap()
+            .to_vec();
+        assert_eq!(got == want, same, "scale {scale}");
+    }
+}

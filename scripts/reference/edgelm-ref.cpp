@@ -14,6 +14,7 @@
 //       --no-extra-bufts   keep weights in plain ggml layout (no AMX / repacked copies)
 //       --ubatch 1         logits: decode one token per llama_decode (the generation path) instead
 //                          of the whole sequence in one batch (the prompt path)
+//       --lora FILE        apply a LoRA adapter (repeatable); --lora-scale S scales the one before (1)
 // Log-probabilities are log-softmax of the raw logits, computed in double.
 #include "llama.h"
 
@@ -37,6 +38,7 @@ struct Opts {
     llama_flash_attn_type fa = LLAMA_FLASH_ATTN_TYPE_AUTO;
     bool extra_bufts = true;
     int ubatch = 0; // 0 = whole sequence in one batch
+    std::vector<std::pair<std::string, float>> loras;
 };
 
 [[noreturn]] void die(const std::string & msg) {
@@ -68,6 +70,11 @@ Opts parse_opts(int argc, char ** argv, int first) {
             else die("--fa must be auto, on or off");
         } else if (a == "--no-extra-bufts") o.extra_bufts = false;
         else if (a == "--ubatch") o.ubatch = std::stoi(next());
+        else if (a == "--lora") o.loras.push_back({next(), 1.0f});
+        else if (a == "--lora-scale") {
+            if (o.loras.empty()) die("--lora-scale must follow --lora");
+            o.loras.back().second = std::stof(next());
+        }
         else die("unknown option " + a);
     }
     return o;
@@ -148,6 +155,18 @@ llama_context * make_ctx(llama_model * model, const Opts & o, int n_ctx, int n_b
     cp.no_perf = true;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) die("llama_init_from_model failed");
+    if (!o.loras.empty()) {
+        std::vector<llama_adapter_lora *> adapters;
+        std::vector<float> scales;
+        for (const auto & l : o.loras) {
+            llama_adapter_lora * a = llama_adapter_lora_init(model, l.first.c_str());
+            if (!a) die("cannot load LoRA adapter " + l.first);
+            adapters.push_back(a);
+            scales.push_back(l.second);
+        }
+        if (llama_set_adapters_lora(ctx, adapters.data(), adapters.size(), scales.data()) != 0)
+            die("llama_set_adapters_lora failed");
+    }
     return ctx;
 }
 

@@ -156,3 +156,5 @@ pub fn greedy(model: &edgelm::model::ModelVec<'_>, prompt: &[u32], n: usize) -> 
     }
     out
 }
+
+pub mod lora;

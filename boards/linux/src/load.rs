@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use edgelm::gguf::Gguf;
+use edgelm::model::{Adapter, LoraDelta, ModelVec};
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -95,4 +96,123 @@ pub fn session_memory(plan: &edgelm::plan::Plan) -> Result<Vec<u8>> {
 /// either way, alternated runs), so extra threads wait for a cheaper barrier.
 pub fn set_threads(threads: Option<usize>) {
     edgelm::set_threads(threads.unwrap_or(1));
+}
+
+/// The `--lora FILE [--lora-scale S]` flags of `run` and `chat`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LoraArgs {
+    /// LoRA adapter GGUF applied over the model at run time (repeatable; the adapters add up).
+    #[arg(long = "lora", value_name = "FILE")]
+    lora: Vec<PathBuf>,
+    /// Scale of the --lora given just before it (default 1; 0 = no effect; negative allowed).
+    #[arg(
+        long = "lora-scale",
+        value_name = "S",
+        allow_negative_numbers = true,
+        requires = "lora"
+    )]
+    lora_scale: Vec<f32>,
+    /// `(file, scale)` in command-line order, filled by [`LoraArgs::resolve`].
+    #[arg(skip)]
+    adapters: Vec<(PathBuf, f32)>,
+}
+
+impl LoraArgs {
+    /// Pairs each `--lora-scale` with the `--lora` before it: clap keeps the two flags' values
+    /// apart, their indices in `m` (the subcommand's matches) say how they interleave.
+    pub fn resolve(&mut self, m: &clap::ArgMatches) -> Result<()> {
+        let at =
+            |id: &str| -> Vec<usize> { m.indices_of(id).map(|i| i.collect()).unwrap_or_default() };
+        let (files, scales) = (at("lora"), at("lora_scale"));
+        let mut scale: Vec<Option<f32>> = vec![None; self.lora.len()];
+        for (&s, &si) in self.lora_scale.iter().zip(&scales) {
+            let Some(k) = files.iter().rposition(|&fi| fi < si) else {
+                bail!("--lora-scale {s} must come after the --lora FILE it scales");
+            };
+            if scale[k].replace(s).is_some() {
+                bail!(
+                    "two --lora-scale values for --lora {}",
+                    self.lora[k].display()
+                );
+            }
+        }
+        self.adapters = self
+            .lora
+            .iter()
+            .zip(scale)
+            .map(|(p, s)| (p.clone(), s.unwrap_or(1.0)))
+            .collect();
+        Ok(())
+    }
+}
+
+/// LoRA adapter files mapped into memory, with their scales.
+pub struct AdapterFiles {
+    files: Vec<(ModelFile, f32)>,
+}
+
+impl AdapterFiles {
+    /// Maps the adapters named on the command line (none is fine).
+    pub fn open(args: &LoraArgs) -> Result<AdapterFiles> {
+        let mut files = Vec::new();
+        for (path, scale) in &args.adapters {
+            if !path.exists() {
+                bail!("LoRA adapter not found: {}", path.display());
+            }
+            files.push((ModelFile::open(path)?, *scale));
+        }
+        Ok(AdapterFiles { files })
+    }
+
+    /// Applies every adapter to `model` in command-line order, with deltas in `table` (which must
+    /// outlive the model); returns a JSON summary per adapter.
+    pub fn apply<'a>(
+        &'a self,
+        model: &mut ModelVec<'a>,
+        model_path: &Path,
+        table: &'a mut Vec<LoraDelta<'a>>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let mut adapters = Vec::new();
+        for (f, scale) in &self.files {
+            let g = f.gguf()?;
+            let a = Adapter::parse(&g)
+                .with_context(|| format!("cannot use LoRA adapter {}", f.path.display()))?;
+            adapters.push((a, *scale, &f.path));
+        }
+        table.resize(adapters.iter().map(|a| a.0.n_slots).sum(), LoraDelta::EMPTY);
+        let mut rest = table.as_mut_slice();
+        let mut summary = Vec::new();
+        for (a, scale, path) in adapters {
+            rest = model.apply_adapter(&a, scale, rest).with_context(|| {
+                format!(
+                    "cannot apply LoRA adapter {} to {}",
+                    path.display(),
+                    model_path.display()
+                )
+            })?;
+            summary.push(serde_json::json!({
+                "path": path, "scale": scale, "alpha": a.alpha,
+                "tensors": a.n_pairs, "max_rank": a.max_rank, "ignored_tensors": a.n_ignored,
+            }));
+        }
+        Ok(summary)
+    }
+}
+
+/// One stderr line per applied adapter (from [`AdapterFiles::apply`]'s summary).
+pub fn report_adapters(summary: &[serde_json::Value]) {
+    for a in summary {
+        let ignored = match a["ignored_tensors"].as_u64() {
+            Some(n) if n > 0 => format!("; {n} norm tensors ignored, as llama.cpp does"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "lora: {} ({} tensors, rank <= {}, alpha {}, scale {}{ignored})",
+            a["path"].as_str().unwrap_or("?"),
+            a["tensors"],
+            a["max_rank"],
+            a["alpha"],
+            a["scale"]
+        );
+    }
 }

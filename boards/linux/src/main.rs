@@ -4,10 +4,10 @@ mod cmd;
 mod load;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 /// Small language models on edge hardware.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "edgelm", version, about)]
 struct Cli {
     #[command(subcommand)]
@@ -34,10 +34,17 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--lora-scale` pairs with the `--lora` before it, which only the matches' indices tell.
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let lora = |l: &mut load::LoraArgs| match sub {
+        Some(m) => l.resolve(m),
+        None => Ok(()),
+    };
     let r: Result<()> = match cli.cmd {
-        Command::Run(a) => cmd::run::main(a),
-        Command::Chat(a) => cmd::chat::main(a),
+        Command::Run(mut a) => lora(&mut a.lora).and_then(|_| cmd::run::main(a)),
+        Command::Chat(mut a) => lora(&mut a.lora).and_then(|_| cmd::chat::main(a)),
         Command::Tokenize(a) => cmd::tokenize::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Perplexity(a) => cmd::perplexity::main(a),

@@ -331,6 +331,312 @@ fn clear_errors() {
     assert!(Path::new(ms).exists());
 }
 
+/// A LoRA adapter for SmolLM2 (F16 factors on Q, V and FFN-down of every 3rd layer) in a temp file.
+fn lora_file(name: &str, arch: &str, amp: f32) -> std::path::PathBuf {
+    use edgelm::quant::GgmlType;
+    use edgelm_suite::lora::{make_adapter, targets};
+    let bytes = std::fs::read(smollm2()).unwrap();
+    let base = edgelm::gguf::Gguf::parse(&bytes).unwrap();
+    let t = targets(
+        &(0..30).step_by(3).collect::<Vec<_>>(),
+        &[
+            ("attn_q.weight", GgmlType::F16, 8),
+            ("attn_v.weight", GgmlType::F16, 8),
+            ("ffn_down.weight", GgmlType::F16, 8),
+        ],
+    );
+    let p = tmp(name);
+    std::fs::write(&p, make_adapter(&base, arch, 16.0, amp, 7, &t).bytes).unwrap();
+    p
+}
+
+#[test]
+fn run_with_lora_adapters() {
+    let m = smollm2();
+    let a = lora_file("lora-a.gguf", "llama", 0.25);
+    let b = lora_file("lora-b.gguf", "llama", 0.125);
+    let (ms, as_, bs) = (
+        m.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "The capital of France is",
+            "-n",
+            "12",
+            "--temp",
+            "0",
+            "--json",
+            "--logprobs",
+            "2",
+            "-c",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let base = run(&[]);
+    assert_eq!(base["lora"], serde_json::json!([]));
+    let with = run(&["--lora", as_]);
+    let l = &with["lora"][0];
+    assert_eq!(l["path"], as_);
+    assert_eq!(l["scale"], 1.0);
+    assert_eq!(l["tensors"], 30);
+    assert_eq!(l["max_rank"], 8);
+    assert_eq!(l["alpha"], 16.0);
+    assert_ne!(
+        with["tokens"], base["tokens"],
+        "the adapter changes the text"
+    );
+    // Scale 0 is the base model, logprobs and all.
+    let off = run(&["--lora", as_, "--lora-scale", "0"]);
+    assert_eq!(off["tokens"], base["tokens"]);
+    assert_eq!(off["logprobs"], base["logprobs"]);
+    // --lora-scale belongs to the --lora before it; the same output at any thread count.
+    let two = |t: &str| {
+        run(&[
+            "--lora",
+            as_,
+            "--lora-scale",
+            "0.5",
+            "--lora",
+            bs,
+            "--lora-scale",
+            "-1",
+            "-t",
+            t,
+        ])
+    };
+    let (t1, t2) = (two("1"), two("2"));
+    assert_eq!(t1["lora"][0]["scale"], 0.5);
+    assert_eq!(t1["lora"][1]["scale"], -1.0);
+    assert_eq!(t1["lora"][1]["path"], bs);
+    assert_eq!(t1["tokens"], t2["tokens"]);
+    assert_eq!(t1["logprobs"], t2["logprobs"]);
+    assert_ne!(t1["tokens"], with["tokens"]);
+    // Without --json the adapters are reported on stderr.
+    let o = edgelm(&[
+        "run", "-m", ms, "-p", "Hi", "-n", "2", "-c", "32", "--lora", as_,
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lora: ") && err.contains("30 tensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn chat_with_lora() {
+    let m = smollm2();
+    let a = lora_file("lora-chat.gguf", "llama", 0.125);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgelm"))
+        .args([
+            "chat",
+            "-m",
+            m.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "8",
+            "-c",
+            "256",
+            "--lora",
+            a.to_str().unwrap(),
+            "--lora-scale",
+            "0.5",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"Hello!\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("scale 0.5"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}
+
+#[test]
+fn lora_errors() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    let ok = lora_file("lora-ok.gguf", "llama", 0.125);
+    let oks = ok.to_str().unwrap();
+    fails_with(
+        &[
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "hi",
+            "--lora",
+            "/nonexistent/adapter.gguf",
+        ],
+        &["LoRA adapter not found: /nonexistent/adapter.gguf"],
+    );
+    fails_with(
+        &["run", "-m", ms, "-p", "hi", "--lora", ms],
+        &[
+            "cannot use LoRA adapter",
+            "not an adapter file (general.type is 'model', expected 'adapter')",
+        ],
+    );
+    let junk = tmp("lora-junk.gguf");
+    std::fs::write(&junk, b"not a gguf").unwrap();
+    fails_with(
+        &["chat", "-m", ms, "--lora", junk.to_str().unwrap()],
+        &["not a valid GGUF file"],
+    );
+    let qwen = lora_file("lora-qwen.gguf", "qwen2", 0.125);
+    fails_with(
+        &[
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "hi",
+            "--lora",
+            qwen.to_str().unwrap(),
+        ],
+        &[
+            "cannot apply LoRA adapter",
+            "the adapter is for architecture 'qwen2', the model is 'llama'",
+        ],
+    );
+    fails_with(
+        &[
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "hi",
+            "--lora-scale",
+            "2",
+            "--lora",
+            oks,
+        ],
+        &["--lora-scale 2 must come after the --lora FILE it scales"],
+    );
+    fails_with(
+        &[
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "hi",
+            "--lora",
+            oks,
+            "--lora-scale",
+            "2",
+            "--lora-scale",
+            "3",
+        ],
+        &["two --lora-scale values for --lora"],
+    );
+    fails_with(
+        &[
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "hi",
+            "--lora",
+            oks,
+            "--lora-scale",
+            "nan",
+        ],
+        &["scale is not a finite number"],
+    );
+}
+
+/// `convert` and `convert-lora` end to end: JSON contract, a model that runs, and refused inputs.
+#[test]
+fn convert_and_convert_lora() {
+    let hf = edgelm_suite::model_file("hf/cerebras-111m-2l");
+    let lora = edgelm_suite::model_file("hf/cerebras-111m-2l-lora");
+    let out = tmp("c111.gguf");
+    let _ = std::fs::remove_file(&out);
+    let (hf_s, out_s) = (hf.to_str().unwrap(), out.to_str().unwrap());
+    let j = ok_json(&["convert", hf_s, "-o", out_s, "--quant", "q8_0", "--json"]);
+    for k in [
+        "output",
+        "arch",
+        "quant",
+        "file_bytes",
+        "tensors",
+        "params",
+        "bits_per_weight",
+        "types",
+        "lora_tensors",
+        "ignored",
+        "seconds",
+        "peak_rss_bytes",
+    ] {
+        assert!(j.get(k).is_some(), "convert --json lacks {k}: {j}");
+    }
+    assert_eq!(j["arch"], "gpt2");
+    assert_eq!(j["types"]["Q8_0"], 10);
+    let r = ok_json(&[
+        "run", "-m", out_s, "-p", "Hello", "-n", "4", "--temp", "0", "--json",
+    ]);
+    assert_eq!(r["tokens"].as_array().unwrap().len(), 4);
+
+    // An existing output is kept unless --force.
+    fails_with(
+        &["convert", hf_s, "-o", out_s],
+        &["already exists", "--force"],
+    );
+    fails_with(
+        &["convert", hf_s, "-o", out_s, "--quant", "q5_k_s", "--force"],
+        &["q5_k_s", "q4_k_m"],
+    );
+    fails_with(
+        &["convert", "/nonexistent/model", "-o", out_s, "--force"],
+        &["/nonexistent/model", "missing"],
+    );
+
+    let ad = tmp("c111-lora.gguf");
+    let _ = std::fs::remove_file(&ad);
+    let ad_s = ad.to_str().unwrap();
+    let j = ok_json(&[
+        "convert-lora",
+        lora.to_str().unwrap(),
+        "--base",
+        out_s,
+        "-o",
+        ad_s,
+        "--json",
+    ]);
+    assert_eq!(j["lora_tensors"], 8);
+    let r = ok_json(&[
+        "run", "-m", out_s, "--lora", ad_s, "-p", "Hello", "-n", "4", "--temp", "0", "--json",
+    ]);
+    assert_eq!(r["lora"][0]["tensors"], 8);
+    // The SmolLM2 adapter does not fit a GPT-2 base.
+    let smol_lora = edgelm_suite::model_file("hf/smollm2-135m-lora");
+    fails_with(
+        &[
+            "convert-lora",
+            smol_lora.to_str().unwrap(),
+            "--base",
+            out_s,
+            "-o",
+            ad_s,
+            "--force",
+        ],
+        &["model.layers.0", "gpt2"],
+    );
+}
+
 #[test]
 fn kv_type_flag() {
     let m = smollm2();

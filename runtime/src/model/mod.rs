@@ -2,12 +2,14 @@
 //!
 //! Each architecture is one file (`llama.rs`, `qwen2.rs`, `gpt2.rs`) with its forward pass;
 //! `ops.rs` holds the shared numerical building blocks (norms, RoPE, attention, activations)
-//! written once.
+//! written once; `lora.rs` adds LoRA adapters' low-rank deltas to any weight, so every
+//! architecture gets them from `ops`.
 
 mod config;
 mod error;
 pub mod gpt2;
 pub mod llama;
+pub mod lora;
 pub mod math;
 pub mod ops;
 pub mod qwen2;
@@ -16,6 +18,7 @@ mod weights;
 
 pub use config::{Activation, Arch, Config, RopeKind, ACTIVATION_KEY};
 pub use error::ModelError;
+pub use lora::{Adapter, LoraDelta, LoraError, MAX_LORA_RANK};
 pub use state::{state_sizes, State};
 pub use weights::{LayerWeights, Vector, Weight};
 

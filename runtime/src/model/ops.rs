@@ -1,6 +1,6 @@
 //! Numerical building blocks shared by the architectures, mirroring ggml's CPU numerics.
 
-use super::math;
+use super::{lora, math};
 use super::{Config, RopeKind, Vector, Weight};
 use crate::kv::KvLayer;
 use crate::quant;
@@ -17,10 +17,10 @@ pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
 pub fn matvecs<const N: usize>(
     x: &[f32],
     act: &mut [u8],
-    products: [(&Weight<'_>, &mut [f32]); N],
+    mut products: [(&Weight<'_>, &mut [f32]); N],
 ) {
     let mut done = None;
-    for (w, out) in products {
+    for (w, out) in products.iter_mut() {
         let aty = w.ty.vec_dot_type();
         let n = aty.row_bytes(w.cols).unwrap_or(0);
         if done != Some((aty, w.cols)) {
@@ -29,6 +29,10 @@ pub fn matvecs<const N: usize>(
             done = Some((aty, w.cols));
         }
         rows(w, &act[..n], &mut out[..w.rows]);
+    }
+    // LoRA deltas come after all base products, which share the quantized `x` in `act`.
+    for (w, out) in products {
+        lora::add_deltas(w.lora, x, act, out);
     }
 }
 
@@ -398,6 +402,7 @@ fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
 /// Copies row `token` of the embedding matrix into `out` as f32.
 pub fn embed(out: &mut [f32], tok_embd: &Weight<'_>, token: usize) {
     let _ = quant::dequantize_row(tok_embd.ty, tok_embd.row(token), &mut out[..tok_embd.cols]);
+    lora::add_embedding_deltas(tok_embd.lora, token, &mut out[..tok_embd.cols]);
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Weight views into the GGUF bytes, checked against the config's shapes at load time.
 
-use super::{Config, ModelError};
+use super::{Config, LoraDelta, ModelError};
 use crate::gguf::{Gguf, Name, TensorInfo};
 use crate::quant::GgmlType;
 
@@ -15,6 +15,8 @@ pub struct Weight<'a> {
     pub cols: usize,
     /// `rows × row_bytes(cols)` bytes.
     pub data: &'a [u8],
+    /// LoRA updates added to this weight's products (see [`super::lora`]).
+    pub lora: Option<&'a LoraDelta<'a>>,
 }
 
 impl<'a> Weight<'a> {
@@ -24,6 +26,7 @@ impl<'a> Weight<'a> {
         rows: 0,
         cols: 0,
         data: &[],
+        lora: None,
     };
 
     /// Bytes of one row.
@@ -149,6 +152,25 @@ impl LayerWeights<'_> {
     };
 }
 
+impl<'a> LayerWeights<'a> {
+    /// The matrix called `blk.N.{suffix}` in GGUF files, if this layer multiplies with it (LoRA
+    /// adapters name their targets this way; a matrix field added above needs its line here).
+    pub fn matrix_mut(&mut self, suffix: &str) -> Option<&mut Weight<'a>> {
+        let w = match suffix {
+            "attn_q.weight" => &mut self.wq,
+            "attn_k.weight" => &mut self.wk,
+            "attn_v.weight" => &mut self.wv,
+            "attn_output.weight" => &mut self.wo,
+            "ffn_gate.weight" => &mut self.w_gate,
+            "ffn_up.weight" => &mut self.w_up,
+            "ffn_down.weight" => &mut self.w_down,
+            _ => return None,
+        };
+        // Fields an architecture does not use stay empty.
+        (w.rows > 0).then_some(w)
+    }
+}
+
 /// Looks up tensors by name and checks them against the config.
 pub(crate) struct Loader<'g, 'a> {
     pub g: &'g Gguf<'a>,
@@ -228,6 +250,7 @@ impl<'a> Loader<'_, 'a> {
             rows,
             cols,
             data: t.data,
+            lora: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! did not change, so only the new turn is evaluated.
 
 use crate::cmd::run::SamplingArgs;
-use crate::load::ModelFile;
+use crate::load::{AdapterFiles, LoraArgs, ModelFile};
 use anyhow::{bail, Context, Result};
 use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
@@ -38,6 +38,8 @@ pub struct Args {
     n_predict: i64,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
 }
 
 /// Renders a conversation with a Hugging Face chat template.
@@ -76,7 +78,11 @@ pub fn main(a: Args) -> Result<()> {
     crate::load::set_threads(a.threads);
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
-    let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let adapters = AdapterFiles::open(&a.lora)?;
+    let mut table = Vec::new();
+    let mut model =
+        ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    crate::load::report_adapters(&adapters.apply(&mut model, &a.model, &mut table)?);
     let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
     let Some(src) = g.get_str("tokenizer.chat_template") else {
         bail!(

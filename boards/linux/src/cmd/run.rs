@@ -1,6 +1,6 @@
 //! `edgelm run`: stream a continuation of a prompt (llama.cpp-style flags).
 
-use crate::load::{peak_rss_bytes, ModelFile};
+use crate::load::{peak_rss_bytes, AdapterFiles, LoraArgs, ModelFile};
 use anyhow::{Context, Result};
 use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
@@ -95,6 +95,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
 }
 
 pub fn main(a: Args) -> Result<()> {
@@ -112,7 +114,14 @@ pub fn main(a: Args) -> Result<()> {
     let t0 = Instant::now();
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
-    let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let adapters = AdapterFiles::open(&a.lora)?;
+    let mut table = Vec::new();
+    let mut model =
+        ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
+    let lora = adapters.apply(&mut model, &a.model, &mut table)?;
+    if !a.json {
+        crate::load::report_adapters(&lora);
+    }
     let tok = Tokenizer::from_gguf(&g)
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
@@ -171,6 +180,7 @@ pub fn main(a: Args) -> Result<()> {
             "timings": {"load_ms": load_ms, "prompt_tok_s": prompt_tok_s, "gen_tok_s": gen_tok_s},
             "peak_rss_bytes": rss, "seed": params.seed, "n_ctx": n_ctx,
             "stop": stop.map(|s| format!("{s:?}")),
+            "lora": lora,
         });
         o["kv_type"] = json!(a.kv_type.name());
         if a.logprobs > 0 {
