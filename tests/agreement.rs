@@ -5,7 +5,7 @@ use edgelm::gguf::Gguf;
 use edgelm::model::ModelVec;
 use edgelm::plan::plan;
 use edgelm::session::{alloc_memory, Session};
-use edgelm_suite::{argmax, ids, logprob, read, reference, smollm2, teacher_forced};
+use edgelm_suite::{argmax, ids, read, reference, smollm2, teacher_forced};
 use serde_json::Value;
 
 /// Our logits over the reference text, one token at a time.

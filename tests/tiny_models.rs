@@ -4,10 +4,13 @@
 
 use edgelm::gguf::write::{GgufWriter, MetaValue};
 use edgelm::gguf::{Gguf, Value as Meta};
+use edgelm::kv::KvType;
 use edgelm::model::{Activation, Arch, ModelVec, RopeKind, ACTIVATION_KEY};
-use edgelm::plan::{plan, PlanError};
+use edgelm::plan::{plan, plan_with, PlanError};
 use edgelm::quant::{dequantize_row, GgmlType};
-use edgelm_suite::{argmax, ids, logprob, read, reference, repo_root, teacher_forced};
+use edgelm_suite::{
+    argmax, ids, logprob, read, reference, repo_root, teacher_forced, teacher_forced_logits_f32kv,
+};
 use serde_json::Value;
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -402,9 +405,80 @@ fn gpt2_plan_is_exact() {
     let p = plan(&model.config, 64).unwrap();
     // 2 layers × 64 positions × 80 (5 heads × 16) × f16, for K and V.
     assert_eq!(p.kv_bytes, 2 * 2 * 64 * 80 * 2);
+    assert_eq!(plan_with(&model.config, 64, KvType::F16), Ok(p));
+    let p32 = plan_with(&model.config, 64, KvType::F32).unwrap();
+    assert_eq!(p32.kv_bytes, 2 * 2 * 64 * 80 * 4);
+    assert_eq!(p32.total_bytes - p.total_bytes, 2 * 2 * 64 * 80 * 2);
+    assert_eq!(
+        plan_with(&model.config, 65, KvType::F32),
+        Err(PlanError::BeyondPositions {
+            n_ctx: 65,
+            n_ctx_train: 64
+        })
+    );
+    let mut mem = vec![0u8; p32.total_bytes];
+    let s = edgelm::session::Session::with_kv(&model, &mut mem, 64, KvType::F32).unwrap();
+    assert_eq!(s.kv_type(), KvType::F32);
+    let mut small = vec![0u8; p32.total_bytes - 1];
+    assert!(edgelm::session::Session::with_kv(&model, &mut small, 64, KvType::F32).is_err());
+    // An f16-sized buffer is too small for the f32 cache.
+    let mut f16_sized = vec![0u8; p.total_bytes];
+    assert!(edgelm::session::Session::with_kv(&model, &mut f16_sized, 64, KvType::F32).is_err());
     // x 80, xb 80, xb2 80, q 80, k 80, v 80, hb 256, no second FFN branch, logits 256 (f32),
     // act 4 × 256 bytes; each buffer rounded up to 64 bytes.
     assert_eq!(p.scratch_bytes, 6 * 320 + 1024 + 1024 + 1024);
     let mut small = vec![0u8; p.total_bytes - 1];
     assert!(edgelm::session::Session::new(&model, &mut small, 64).is_err());
+}
+
+/// With an f32 KV cache (f32 attention) and F32 weights nothing is rounded to f16 anywhere, so we
+/// are the float64 forward up to f32 arithmetic; the f16 cache stays ~1e-2 away.
+#[test]
+fn gpt2_tiny_f32_cache_matches_numpy() {
+    let r = reference("tiny/gpt2-tiny.json");
+    let np = &r["numpy_f64"];
+    let tokens = ids(&r["tokens"]);
+    let bytes = gpt2_tiny();
+    let g = Gguf::parse(&bytes).unwrap();
+    // F16 weights widened to F32 exactly: the matrix products then take f32 activations instead
+    // of rounding them to f16 as F16 weights do (and llama.cpp does).
+    let wide = rewrite(&g, "gpt2", &[], true);
+    let mut d = Vec::new();
+    for (name, file) in [("F16 file", &bytes), ("F32-widened", &wide)] {
+        let model = ModelVec::load(&Gguf::parse(file).unwrap()).unwrap();
+        let (am16, lp16) = teacher_forced(&model, &tokens);
+        let logits = teacher_forced_logits_f32kv(&model, &tokens);
+        assert_eq!(logits.len(), tokens.len());
+        let am32: Vec<u32> = logits.iter().map(|l| argmax(l)).collect();
+        let lp32: Vec<f64> = logits
+            .iter()
+            .zip(&tokens[1..])
+            .map(|(l, &t)| logprob(l, t))
+            .collect();
+        let (agree16, d16) = compare(np, &am16, &lp16);
+        let (agree32, d32) = compare(np, &am32, &lp32);
+        eprintln!(
+            "gpt2-tiny, {name}, vs numpy f64: f16 KV argmax agreement {agree16:.4}, max |Δ \
+             logprob_next| {d16:.2e}; f32 KV {agree32:.4}, {d32:.2e}"
+        );
+        assert_eq!((agree16, agree32), (1.0, 1.0), "{name}");
+        d.push((d16, d32));
+    }
+    // Measured on x86-64: F16 file 1.6e-2 (f16 KV) and 5.4e-3 (f32 KV: what is left is the f16
+    // rounding of the matrix inputs); F32-widened 1.0e-2 and 4.7e-6.
+    let [(file16, file32), (wide16, wide32)] = d[..] else {
+        unreachable!()
+    };
+    assert!(
+        file32 < 1e-2 && file32 < file16,
+        "F16 file: {file32} vs {file16}"
+    );
+    assert!(
+        wide32 < 1e-4,
+        "F32-widened, f32 KV: {wide32:.2e} from float64"
+    );
+    assert!(
+        wide16 > 1e-3 && wide16 > 100.0 * wide32,
+        "F32-widened: f16 KV {wide16:.2e}, f32 KV {wide32:.2e}"
+    );
 }

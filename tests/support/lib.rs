@@ -85,6 +85,30 @@ pub fn teacher_forced(model: &edgelm::model::ModelVec<'_>, tokens: &[u32]) -> (V
     (am, lp)
 }
 
+/// Our full logits at every position, one token at a time, with a KV cache of `kv`.
+pub fn teacher_forced_logits(
+    model: &edgelm::model::ModelVec<'_>,
+    tokens: &[u32],
+    kv: edgelm::kv::KvType,
+) -> Vec<Vec<f32>> {
+    let p = edgelm::plan::plan_with(&model.config, tokens.len(), kv).unwrap();
+    let mut mem = edgelm::session::alloc_memory(&p);
+    let mut s = edgelm::session::Session::with_kv(model, &mut mem, tokens.len(), kv).unwrap();
+    tokens
+        .iter()
+        .map(|&t| s.eval(t).unwrap().to_vec())
+        .collect()
+}
+
+/// Our full logits at every position with an f32 KV cache (and f32 attention), the setting that
+/// comes closest to exact arithmetic.
+pub fn teacher_forced_logits_f32kv(
+    model: &edgelm::model::ModelVec<'_>,
+    tokens: &[u32],
+) -> Vec<Vec<f32>> {
+    teacher_forced_logits(model, tokens, edgelm::kv::KvType::F32)
+}
+
 /// Perplexity by llama-perplexity's method: windows of `n_ctx` tokens, the second half of each scored.
 /// Returns the perplexity and the number of tokens scored.
 pub fn perplexity(

@@ -49,6 +49,11 @@ impl ModelFile {
     }
 }
 
+/// Parses `--kv-type`; an unknown name lists the supported ones.
+pub fn parse_kv_type(s: &str) -> std::result::Result<edgelm::kv::KvType, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

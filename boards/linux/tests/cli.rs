@@ -765,3 +765,79 @@ fn bench_errors() {
         &["model file not found"],
     );
 }
+
+#[test]
+fn kv_type_flag() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    let run = |kv: Option<&str>| {
+        let mut args = vec![
+            "run",
+            "-m",
+            ms,
+            "-p",
+            "The capital of France is",
+            "-n",
+            "4",
+            "--temp",
+            "0",
+            "--json",
+            "-c",
+            "32",
+        ];
+        if let Some(kv) = kv {
+            args.extend(["--kv-type", kv]);
+        }
+        ok_json(&args)
+    };
+    // f16 is the default; both caches continue " Paris.\n\n" (llama.cpp's f16 and f32 runs too).
+    for (kv, name) in [(None, "f16"), (Some("f16"), "f16"), (Some("f32"), "f32")] {
+        let j = run(kv);
+        assert_eq!(j["kv_type"], name);
+        assert_eq!(
+            j["tokens"],
+            serde_json::json!([7042, 30, 198, 198]),
+            "{kv:?}"
+        );
+        assert_eq!(j["n_ctx"], 32);
+    }
+    let j = ok_json(&["inspect", ms, "-c", "128", "--kv-type", "f32", "--json"]);
+    assert_eq!(j["memory"]["kv_type"], "f32");
+    assert_eq!(j["memory"]["kv_bytes"], 2 * 30 * 128 * 192 * 4);
+    let j = ok_json(&["inspect", ms, "-c", "128", "--json"]);
+    assert_eq!(j["memory"]["kv_type"], "f16");
+    let text = edgelm_suite::repo_root().join("tests/data/text/reference.txt");
+    let ts = text.to_str().unwrap();
+    let ppl = |kv: &str| {
+        let j = ok_json(&[
+            "perplexity",
+            "-m",
+            ms,
+            "-f",
+            ts,
+            "-c",
+            "64",
+            "--chunks",
+            "2",
+            "--json",
+            "--kv-type",
+            kv,
+        ]);
+        assert_eq!(j["kv_type"], kv);
+        j["ppl"].as_f64().unwrap()
+    };
+    let (p16, p32) = (ppl("f16"), ppl("f32"));
+    // Different numerics, same model: within the ~1% llama.cpp's own settings move perplexity.
+    assert!(
+        p16 != p32 && (p32 / p16 - 1.0).abs() < 0.05,
+        "{p16} vs {p32}"
+    );
+    for cmd in [
+        vec!["run", "-m", ms, "-p", "hi", "--kv-type", "q8_0"],
+        vec!["chat", "-m", ms, "--kv-type", "F32"],
+        vec!["perplexity", "-m", ms, "-f", ts, "--kv-type", "f64"],
+        vec!["inspect", ms, "--kv-type", "bf16"],
+    ] {
+        fails_with(&cmd, &["unknown KV cache type (supported: f16, f32)"]);
+    }
+}

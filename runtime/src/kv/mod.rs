@@ -1,14 +1,111 @@
-//! The key/value cache: f16 rows in caller-provided memory, one slot per (layer, position).
+//! The key/value cache: rows of f16 (the default) or f32 in caller-provided memory, one slot per
+//! (layer, position).
 
 use half::f16;
 
+/// Element type of the KV cache, as llama.cpp's `--cache-type-k/-v` choose it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KvType {
+    /// Half precision, llama.cpp's default: half the memory of f32, and the attention numerics of
+    /// its flash-attention path.
+    #[default]
+    F16,
+    /// Single precision, with attention computed in f32: closest to exact arithmetic.
+    F32,
+}
+
+impl KvType {
+    /// Every supported type, in the order `--kv-type` lists them.
+    pub const ALL: [KvType; 2] = [KvType::F16, KvType::F32];
+
+    /// The name used on command lines (`f16`, `f32`), as llama.cpp spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+        }
+    }
+
+    /// Bytes of one cached row of `kv_dim` elements (`None` on overflow).
+    pub fn row_bytes(self, kv_dim: usize) -> Option<usize> {
+        let elem = match self {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        kv_dim.checked_mul(elem)
+    }
+}
+
+impl core::fmt::Display for KvType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A KV cache type name that is not supported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnknownKvType;
+
+impl core::fmt::Display for UnknownKvType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown KV cache type (supported: ")?;
+        for (i, t) in KvType::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(t.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for UnknownKvType {}
+
+impl core::str::FromStr for KvType {
+    type Err = UnknownKvType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KvType::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or(UnknownKvType)
+    }
+}
+
+/// The cache's buffers, in its element type.
+#[derive(Debug)]
+enum Rows<'m> {
+    F16 { k: &'m mut [f16], v: &'m mut [f16] },
+    F32 { k: &'m mut [f32], v: &'m mut [f32] },
+}
+
+/// One layer's cached keys and values (`n_pos × kv_dim` each), in the cache's element type.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum KvLayer<'c> {
+    /// f16 rows.
+    F16 {
+        /// Keys.
+        k: &'c [f16],
+        /// Values.
+        v: &'c [f16],
+    },
+    /// f32 rows.
+    F32 {
+        /// Keys.
+        k: &'c [f32],
+        /// Values.
+        v: &'c [f32],
+    },
+}
+
 /// Keys and values of every layer for up to `n_ctx` positions.
-///
-/// Stored as f16, like llama.cpp's default cache: half the memory of f32, and the same rounding.
 #[derive(Debug)]
 pub struct KvCache<'m> {
-    k: &'m mut [f16],
-    v: &'m mut [f16],
+    rows: Rows<'m>,
     n_ctx: usize,
     kv_dim: usize,
 }
@@ -22,8 +119,16 @@ impl<'m> KvCache<'m> {
     /// Wraps two buffers of `elements(..)` f16 each.
     pub fn new(k: &'m mut [f16], v: &'m mut [f16], n_ctx: usize, kv_dim: usize) -> KvCache<'m> {
         KvCache {
-            k,
-            v,
+            rows: Rows::F16 { k, v },
+            n_ctx,
+            kv_dim,
+        }
+    }
+
+    /// Wraps two buffers of `elements(..)` f32 each.
+    pub fn new_f32(k: &'m mut [f32], v: &'m mut [f32], n_ctx: usize, kv_dim: usize) -> KvCache<'m> {
+        KvCache {
+            rows: Rows::F32 { k, v },
             n_ctx,
             kv_dim,
         }
@@ -34,6 +139,14 @@ impl<'m> KvCache<'m> {
         self.n_ctx
     }
 
+    /// The element type.
+    pub fn kv_type(&self) -> KvType {
+        match self.rows {
+            Rows::F16 { .. } => KvType::F16,
+            Rows::F32 { .. } => KvType::F32,
+        }
+    }
+
     fn range(&self, layer: usize, pos: usize) -> core::ops::Range<usize> {
         let start = (layer * self.n_ctx + pos) * self.kv_dim;
         start..start + self.kv_dim
@@ -42,18 +155,120 @@ impl<'m> KvCache<'m> {
     /// Stores the key and value rows of `layer` at `pos`.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let r = self.range(layer, pos);
-        for (d, &s) in self.k[r.clone()].iter_mut().zip(k) {
-            *d = f16::from_f32(s);
-        }
-        for (d, &s) in self.v[r].iter_mut().zip(v) {
-            *d = f16::from_f32(s);
+        match &mut self.rows {
+            Rows::F16 { k: kc, v: vc } => {
+                for (d, &s) in kc[r.clone()].iter_mut().zip(k) {
+                    *d = f16::from_f32(s);
+                }
+                for (d, &s) in vc[r].iter_mut().zip(v) {
+                    *d = f16::from_f32(s);
+                }
+            }
+            Rows::F32 { k: kc, v: vc } => {
+                let n = r.len().min(k.len()).min(v.len());
+                kc[r.start..r.start + n].copy_from_slice(&k[..n]);
+                vc[r.start..r.start + n].copy_from_slice(&v[..n]);
+            }
         }
     }
 
     /// Keys and values of `layer` for positions `0..n_pos`.
-    pub fn layer(&self, layer: usize, n_pos: usize) -> (&[f16], &[f16]) {
+    pub fn layer(&self, layer: usize, n_pos: usize) -> KvLayer<'_> {
         let start = layer * self.n_ctx * self.kv_dim;
         let end = start + n_pos * self.kv_dim;
-        (&self.k[start..end], &self.v[start..end])
+        match &self.rows {
+            Rows::F16 { k, v } => KvLayer::F16 {
+                k: &k[start..end],
+                v: &v[start..end],
+            },
+            Rows::F32 { k, v } => KvLayer::F32 {
+                k: &k[start..end],
+                v: &v[start..end],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_supported_ones() {
+        for t in KvType::ALL {
+            assert_eq!(t.name().parse::<KvType>(), Ok(t));
+        }
+        assert_eq!(KvType::default(), KvType::F16);
+        assert_eq!("q8_0".parse::<KvType>(), Err(UnknownKvType));
+        assert_eq!("F16".parse::<KvType>(), Err(UnknownKvType));
+        let mut buf = [0u8; 64];
+        let mut w = Writer(&mut buf, 0);
+        core::fmt::write(&mut w, format_args!("{}", UnknownKvType)).unwrap();
+        let n = w.1;
+        assert_eq!(
+            core::str::from_utf8(&buf[..n]).unwrap(),
+            "unknown KV cache type (supported: f16, f32)"
+        );
+        assert_eq!(KvType::F16.row_bytes(192), Some(384));
+        assert_eq!(KvType::F32.row_bytes(192), Some(768));
+        assert_eq!(KvType::F32.row_bytes(usize::MAX), None);
+    }
+
+    #[test]
+    fn f32_rows_are_stored_exactly_and_f16_rows_rounded() {
+        let (n_ctx, kv_dim) = (3, 4);
+        let n = KvCache::elements(2, n_ctx, kv_dim).unwrap();
+        let k: [f32; 4] = [0.1, -1.0e-3, 3.3, 70000.0];
+        let v: [f32; 4] = [1.0, 2.0, -0.333, 5.5e-5];
+
+        let (mut kb, mut vb) = ([0f32; 24], [0f32; 24]);
+        let mut c = KvCache::new_f32(&mut kb[..n], &mut vb[..n], n_ctx, kv_dim);
+        assert_eq!(c.kv_type(), KvType::F32);
+        c.store(1, 2, &k, &v);
+        match c.layer(1, 3) {
+            KvLayer::F32 { k: kc, v: vc } => {
+                assert_eq!(kc.len(), 12);
+                assert_eq!(&kc[8..], &k);
+                assert_eq!(&vc[8..], &v);
+                assert!(kc[..8].iter().all(|&x| x == 0.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Layer 0 is untouched.
+        match c.layer(0, 3) {
+            KvLayer::F32 { k: kc, .. } => assert!(kc.iter().all(|&x| x == 0.0)),
+            other => panic!("{other:?}"),
+        }
+
+        let (mut kh, mut vh) = ([f16::ZERO; 24], [f16::ZERO; 24]);
+        let mut c = KvCache::new(&mut kh[..n], &mut vh[..n], n_ctx, kv_dim);
+        assert_eq!(c.kv_type(), KvType::F16);
+        c.store(1, 2, &k, &v);
+        match c.layer(1, 3) {
+            KvLayer::F16 { k: kc, v: vc } => {
+                for i in 0..4 {
+                    assert_eq!(kc[8 + i], f16::from_f32(k[i]));
+                    assert_eq!(vc[8 + i], f16::from_f32(v[i]));
+                }
+                // 70000 is beyond f16's range: the f32 cache is what keeps it.
+                assert!(kc[11].to_f32().is_infinite());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A `core::fmt::Write` into a fixed buffer (the tests run without alloc too).
+    struct Writer<'b>(&'b mut [u8], usize);
+
+    impl core::fmt::Write for Writer<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.1 + s.len();
+            self.0
+                .get_mut(self.1..end)
+                .ok_or(core::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! biases on every projection and norm. The output head is tied to the token embedding unless
 //! the file carries `output.weight`.
 
-use super::ops::{add_bias, attention, embed, gelu_erf, gelu_tanh, layernorm, matvec, matvecs};
+use super::ops::{add_bias, attend, embed, gelu_erf, gelu_tanh, layernorm, matvec, matvecs};
 use super::weights::Loader;
 use super::{Activation, LayerWeights, Model, ModelError, State, Vector, Weight};
 use crate::kv::KvCache;
@@ -87,8 +87,7 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
         add(&mut s.k[..kv_dim], w.bk);
         add(&mut s.v[..kv_dim], w.bv);
         kv.store(l, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
-        let (kc, vc) = kv.layer(l, pos + 1);
-        attention(s.xb2, s.q, kc, vc, pos + 1, c, scale);
+        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, c, scale);
         matvec(&w.wo, &s.xb2[..q_dim], s.act, s.xb);
         add(&mut s.xb[..d], w.bo);
         residual(s.x, &s.xb[..d]);

@@ -1,7 +1,7 @@
 //! Llama (SmolLM2, TinyLlama, Llama 2/3): pre-norm decoder with RMSNorm, RoPE,
 //! grouped-query attention and a SwiGLU feed-forward block (Touvron et al., 2023).
 
-use super::ops::{add_bias, attention, embed, matvec, matvecs, rmsnorm, rope, swiglu};
+use super::ops::{add_bias, attend, embed, matvec, matvecs, rmsnorm, rope, swiglu};
 use super::weights::Loader;
 use super::{LayerWeights, Model, ModelError, State};
 use crate::kv::KvCache;
@@ -56,8 +56,7 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
         rope(s.q, c.n_head, c, pos, m.rope_freqs.as_ref());
         rope(s.k, c.n_head_kv, c, pos, m.rope_freqs.as_ref());
         kv.store(l, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
-        let (kc, vc) = kv.layer(l, pos + 1);
-        attention(s.xb2, s.q, kc, vc, pos + 1, c, scale);
+        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, c, scale);
         matvec(&w.wo, &s.xb2[..q_dim], s.act, s.xb);
         residual(s.x, s.xb);
 

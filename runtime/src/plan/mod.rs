@@ -1,7 +1,7 @@
 //! Memory plan: the exact bytes a session needs, known before any weights are touched,
 //! and the carving of one caller-provided buffer into the KV cache and scratch buffers.
 
-use crate::kv::KvCache;
+use crate::kv::{KvCache, KvType};
 use crate::model::{state_sizes, Config, State};
 use crate::sampler::Candidate;
 use half::f16;
@@ -14,6 +14,8 @@ pub const ALIGN: usize = 64;
 pub struct Plan {
     /// Context length planned for.
     pub n_ctx: usize,
+    /// KV cache element type planned for.
+    pub kv_type: KvType,
     /// KV cache bytes (keys + values, all layers).
     pub kv_bytes: usize,
     /// Activation scratch bytes.
@@ -76,8 +78,13 @@ pub fn sampler_bytes(n_vocab: usize) -> usize {
     n_vocab * core::mem::size_of::<Candidate>()
 }
 
-/// The exact memory a session with context `n_ctx` needs.
+/// The exact memory a session with context `n_ctx` and the default f16 KV cache needs.
 pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
+    plan_with(c, n_ctx, KvType::F16)
+}
+
+/// The exact memory a session with context `n_ctx` and a KV cache of `kv_type` needs.
+pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, PlanError> {
     let bad = PlanError::BadContext(n_ctx);
     if n_ctx == 0 || n_ctx > 1 << 24 {
         return Err(bad);
@@ -90,8 +97,9 @@ pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
             });
         }
     }
-    let kv_elems = KvCache::elements(c.n_layer, n_ctx, c.kv_dim()).ok_or(bad)?;
-    let kv_bytes = 2 * padded(kv_elems.checked_mul(2).ok_or(bad)?).ok_or(bad)?;
+    let rows = c.n_layer.checked_mul(n_ctx).ok_or(bad)?;
+    let row_bytes = kv_type.row_bytes(c.kv_dim()).ok_or(bad)?;
+    let kv_bytes = 2 * padded(rows.checked_mul(row_bytes).ok_or(bad)?).ok_or(bad)?;
     let mut scratch_bytes = 0usize;
     for (n, sz) in state_sizes(c) {
         scratch_bytes = scratch_bytes
@@ -102,6 +110,7 @@ pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
     let total_bytes = kv_bytes + scratch_bytes + sampler + ALIGN;
     Ok(Plan {
         n_ctx,
+        kv_type,
         kv_bytes,
         scratch_bytes,
         sampler_bytes: sampler,
@@ -153,8 +162,19 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
     }
     let mut a = Arena { rest: mem };
     let kv_elems = KvCache::elements(c.n_layer, p.n_ctx, c.kv_dim()).unwrap_or(0);
-    let k: &mut [f16] = a.typed(kv_elems);
-    let v: &mut [f16] = a.typed(kv_elems);
+    let (n_ctx, kv_dim) = (p.n_ctx, c.kv_dim());
+    let kv = match p.kv_type {
+        KvType::F16 => {
+            let k: &mut [f16] = a.typed(kv_elems);
+            let v: &mut [f16] = a.typed(kv_elems);
+            KvCache::new(k, v, n_ctx, kv_dim)
+        }
+        KvType::F32 => {
+            let k: &mut [f32] = a.typed(kv_elems);
+            let v: &mut [f32] = a.typed(kv_elems);
+            KvCache::new_f32(k, v, n_ctx, kv_dim)
+        }
+    };
     let s = state_sizes(c);
     let state = State {
         x: a.typed(s[0].0),
@@ -170,8 +190,111 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
     };
     let candidates: &mut [Candidate] = a.typed(c.n_vocab);
     Ok(Buffers {
-        kv: KvCache::new(k, v, p.n_ctx, c.kv_dim()),
+        kv,
         state,
         candidates,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::KvLayer;
+    use crate::model::{Activation, Arch, RopeKind};
+
+    /// SmolLM2-135M's shape: 30 layers, 3 KV heads of 64.
+    fn smollm2() -> Config {
+        Config {
+            arch: Arch::Llama,
+            n_vocab: 49152,
+            n_embd: 576,
+            n_layer: 30,
+            n_head: 9,
+            n_head_kv: 3,
+            head_dim: 64,
+            n_ff: 1536,
+            n_ctx_train: 8192,
+            norm_eps: 1e-5,
+            rope_base: 100000.0,
+            rope_dim: 64,
+            rope_kind: RopeKind::Normal,
+            activation: Activation::Silu,
+        }
+    }
+
+    #[test]
+    fn kv_bytes_are_exact_for_each_type() {
+        let c = smollm2();
+        let f16 = plan(&c, 100).unwrap();
+        assert_eq!(plan_with(&c, 100, KvType::F16), Ok(f16));
+        assert_eq!(f16.kv_type, KvType::F16);
+        // 30 layers × 100 positions × 192 × 2 bytes = 1 152 000, a multiple of 64, for K and V.
+        assert_eq!(f16.kv_bytes, 2 * 30 * 100 * 192 * 2);
+        let f32 = plan_with(&c, 100, KvType::F32).unwrap();
+        assert_eq!(f32.kv_type, KvType::F32);
+        assert_eq!(f32.kv_bytes, 2 * 30 * 100 * 192 * 4);
+        // Only the cache differs.
+        assert_eq!(f32.scratch_bytes, f16.scratch_bytes);
+        assert_eq!(f32.sampler_bytes, f16.sampler_bytes);
+        assert_eq!(
+            f32.total_bytes - f16.total_bytes,
+            f32.kv_bytes - f16.kv_bytes
+        );
+
+        // A row size that is not a multiple of 64 bytes: each of K and V is padded once.
+        let mut odd = c;
+        odd.n_layer = 1;
+        odd.n_head_kv = 1;
+        odd.n_head = 1;
+        odd.head_dim = 6;
+        odd.rope_dim = 6;
+        let p = plan_with(&odd, 3, KvType::F32).unwrap();
+        assert_eq!(p.kv_bytes, 2 * 128); // 3 × 6 × 4 = 72 → 128
+        let p = plan_with(&odd, 3, KvType::F16).unwrap();
+        assert_eq!(p.kv_bytes, 2 * 64); // 3 × 6 × 2 = 36 → 64
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn carve_gives_the_planned_cache_type_in_exactly_total_bytes() {
+        let c = smollm2();
+        for ty in KvType::ALL {
+            let p = plan_with(&c, 16, ty).unwrap();
+            let mut big = alloc_bytes(p.total_bytes + 63);
+            for off in [0, 1, 33, 63] {
+                let mem = &mut big[off..off + p.total_bytes];
+                let b = carve(&c, &p, mem).unwrap();
+                assert_eq!(b.kv.kv_type(), ty);
+                let n = 16 * c.kv_dim();
+                match (ty, b.kv.layer(29, 16)) {
+                    (KvType::F16, KvLayer::F16 { k, v }) => assert_eq!((k.len(), v.len()), (n, n)),
+                    (KvType::F32, KvLayer::F32 { k, v }) => assert_eq!((k.len(), v.len()), (n, n)),
+                    (t, l) => panic!("{t:?} planned, {l:?} carved"),
+                }
+            }
+            let mut small = alloc_bytes(p.total_bytes - 1);
+            assert_eq!(
+                carve(&c, &p, &mut small).map(|_| ()),
+                Err(PlanError::BufferTooSmall {
+                    needed: p.total_bytes,
+                    got: p.total_bytes - 1
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn overflowing_f32_cache_is_an_error() {
+        let mut c = smollm2();
+        c.n_layer = usize::MAX / (1 << 20);
+        assert_eq!(
+            plan_with(&c, 1 << 20, KvType::F32),
+            Err(PlanError::BadContext(1 << 20))
+        );
+    }
+
+    #[cfg(feature = "alloc")]
+    fn alloc_bytes(n: usize) -> alloc::vec::Vec<u8> {
+        alloc::vec![0u8; n]
+    }
 }

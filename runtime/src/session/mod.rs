@@ -2,9 +2,9 @@
 //! logits, sample. When the context is full, `eval` returns [`SessionError::ContextFull`]: the
 //! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
 
-use crate::kv::KvCache;
+use crate::kv::{KvCache, KvType};
 use crate::model::{gpt2, llama, Arch, LayerWeights, Model, State};
-use crate::plan::{carve, plan, Plan, PlanError};
+use crate::plan::{carve, plan_with, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
 
@@ -70,13 +70,25 @@ pub struct Session<'m, 'a, L> {
 }
 
 impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
-    /// A session of context `n_ctx` in `mem`, which must hold `plan(config, n_ctx).total_bytes`.
+    /// A session of context `n_ctx` with an f16 KV cache in `mem`, which must hold
+    /// `plan(config, n_ctx).total_bytes`.
     pub fn new(
         model: &'m Model<'a, L>,
         mem: &'m mut [u8],
         n_ctx: usize,
     ) -> Result<Self, SessionError> {
-        let plan = plan(&model.config, n_ctx)?;
+        Self::with_kv(model, mem, n_ctx, KvType::F16)
+    }
+
+    /// A session of context `n_ctx` with a KV cache of `kv_type` in `mem`, which must hold
+    /// `plan_with(config, n_ctx, kv_type).total_bytes`.
+    pub fn with_kv(
+        model: &'m Model<'a, L>,
+        mem: &'m mut [u8],
+        n_ctx: usize,
+        kv_type: KvType,
+    ) -> Result<Self, SessionError> {
+        let plan = plan_with(&model.config, n_ctx, kv_type)?;
         let b = carve(&model.config, &plan, mem)?;
         Ok(Session {
             model,
@@ -101,6 +113,11 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
     /// Context length.
     pub fn n_ctx(&self) -> usize {
         self.plan.n_ctx
+    }
+
+    /// The KV cache element type.
+    pub fn kv_type(&self) -> KvType {
+        self.plan.kv_type
     }
 
     /// The memory plan this session was built with.

@@ -5,6 +5,7 @@
 use crate::cmd::run::SamplingArgs;
 use crate::load::{AdapterFiles, LoraArgs, ModelFile};
 use anyhow::{bail, Context, Result};
+use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
 use edgelm::session::{GenOptions, Generator, Session};
 use edgelm::tokenizer::Tokenizer;
@@ -28,6 +29,10 @@ pub struct Args {
     /// Context size (default: the model's, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx: Option<usize>,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (attention in f32, closest to
+    /// exact arithmetic; twice the cache memory).
+    #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
+    kv_type: KvType,
     /// Most tokens per reply (-1 = until end of turn).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     n_predict: i64,
@@ -91,9 +96,9 @@ pub fn main(a: Args) -> Result<()> {
     };
     let template = ChatTemplate::new(src, piece(tok.bos()), piece(tok.eos()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
-    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let plan = edgelm::plan::plan_with(&model.config, n_ctx, a.kv_type)?;
     let mut mem = crate::load::session_memory(&plan)?;
-    let mut session = Session::new(&model, &mut mem, n_ctx)?;
+    let mut session = Session::with_kv(&model, &mut mem, n_ctx, a.kv_type)?;
     let params = a.sampling.params();
 
     let mut messages = Vec::new();

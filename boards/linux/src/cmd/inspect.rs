@@ -3,8 +3,9 @@
 use crate::load::ModelFile;
 use anyhow::Result;
 use edgelm::gguf::Value;
+use edgelm::kv::KvType;
 use edgelm::model::Config;
-use edgelm::plan::plan;
+use edgelm::plan::plan_with;
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ pub struct Args {
     /// Context length for the memory plan (default: the model's training context, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx: Option<usize>,
+    /// KV cache element type for the memory plan: f16 (default) or f32.
+    #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
+    kv_type: KvType,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -62,7 +66,7 @@ pub fn main(a: Args) -> Result<()> {
     let (hparams, memory) = match &config {
         Ok(c) => {
             let ctx = a.ctx.unwrap_or(c.n_ctx_train.min(4096));
-            let p = plan(c, ctx)?;
+            let p = plan_with(c, ctx, a.kv_type)?;
             (
                 json!({
                     "arch": c.arch.name(), "n_vocab": c.n_vocab, "n_embd": c.n_embd, "n_layer": c.n_layer,
@@ -73,7 +77,7 @@ pub fn main(a: Args) -> Result<()> {
                 json!({
                     "n_ctx": ctx, "kv_bytes": p.kv_bytes, "scratch_bytes": p.scratch_bytes,
                     "sampler_bytes": p.sampler_bytes, "total_bytes": p.total_bytes,
-                    "weights_bytes": f.len(),
+                    "weights_bytes": f.len(), "kv_type": p.kv_type.name(),
                 }),
             )
         }

@@ -4,6 +4,7 @@
 
 use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
+use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
 use edgelm::sampler::logprob;
 use edgelm::session::Session;
@@ -27,6 +28,10 @@ pub struct Args {
     /// Window (context) size.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
     ctx: usize,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (attention in f32, closest to
+    /// exact arithmetic; twice the cache memory).
+    #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
+    kv_type: KvType,
     /// Score at most this many windows (default: all).
     #[arg(long)]
     chunks: Option<usize>,
@@ -60,9 +65,9 @@ pub fn main(a: Args) -> Result<()> {
             tokens.len()
         );
     }
-    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let plan = edgelm::plan::plan_with(&model.config, n_ctx, a.kv_type)?;
     let mut mem = crate::load::session_memory(&plan)?;
-    let mut s = Session::new(&model, &mut mem, n_ctx)?;
+    let mut s = Session::with_kv(&model, &mut mem, n_ctx, a.kv_type)?;
     let add_bos = tok.add_bos();
     let first = n_ctx / 2;
     let (mut nll, mut count) = (0f64, 0usize);
@@ -89,7 +94,7 @@ pub fn main(a: Args) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            json!({"ppl": ppl, "tokens": count, "chunks": n_chunk, "n_ctx": n_ctx})
+            json!({"ppl": ppl, "tokens": count, "chunks": n_chunk, "n_ctx": n_ctx, "kv_type": a.kv_type.name()})
         );
     } else {
         eprintln!();

@@ -2,6 +2,7 @@
 
 use crate::load::{peak_rss_bytes, AdapterFiles, LoraArgs, ModelFile};
 use anyhow::{Context, Result};
+use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
 use edgelm::sampler::SamplerParams;
 use edgelm::session::{GenOptions, Generator, Session};
@@ -76,6 +77,10 @@ pub struct Args {
     /// Context size (default: the model's, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx: Option<usize>,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (attention in f32, closest to
+    /// exact arithmetic; twice the cache memory).
+    #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
+    kv_type: KvType,
     /// Threads for the matrix-vector products (default 1: measured fastest here for now).
     #[arg(short = 't', long)]
     threads: Option<usize>,
@@ -120,9 +125,9 @@ pub fn main(a: Args) -> Result<()> {
     let tok = Tokenizer::from_gguf(&g)
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
-    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let plan = edgelm::plan::plan_with(&model.config, n_ctx, a.kv_type)?;
     let mut mem = crate::load::session_memory(&plan)?;
-    let mut session = Session::new(&model, &mut mem, n_ctx)?;
+    let mut session = Session::with_kv(&model, &mut mem, n_ctx, a.kv_type)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let prompt_ids = tok.encode(&prompt, true, true);
@@ -177,6 +182,7 @@ pub fn main(a: Args) -> Result<()> {
             "stop": stop.map(|s| format!("{s:?}")),
             "lora": lora,
         });
+        o["kv_type"] = json!(a.kv_type.name());
         if a.logprobs > 0 {
             o["logprobs"] = json!(logprobs);
         }
