@@ -140,15 +140,10 @@ fn quantized_bytes_equal_the_gguf_package() {
     }
 }
 
-/// Full logits at every position of `tokens`, one token at a time.
+/// Full logits at every position of `tokens`, one token at a time, with an f32 KV cache: the
+/// numpy references are float64, and the f16 cache alone is ~1e-2 away from them.
 fn logits_all(model: &ModelVec<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let p = edgelm::plan::plan(&model.config, tokens.len()).unwrap();
-    let mut mem = edgelm::session::alloc_memory(&p);
-    let mut s = edgelm::session::Session::new(model, &mut mem, tokens.len()).unwrap();
-    tokens
-        .iter()
-        .map(|&t| s.eval(t).unwrap().to_vec())
-        .collect()
+    edgelm_suite::teacher_forced_logits_f32kv(model, tokens)
 }
 
 /// Reference logits closer than this are near-ties: the rounding of F16 or Q8_0 (weights and, as
@@ -225,6 +220,19 @@ fn converted_models_match_numpy_reference() {
                 a.max_diff, a.strict, a.near
             );
             assert!(a.near >= 0.99, "{case} {quant}: argmax agreement");
+            if quant == "f32" {
+                // The bounds: 1e-3 on the GPT-2 shapes, 1e-2 on SmolLM2 (30 layers).
+                let bound = if case.starts_with("smollm2") {
+                    1e-2
+                } else {
+                    1e-3
+                };
+                assert!(
+                    a.max_diff <= bound,
+                    "{case} f32: max |Δ logit| {}",
+                    a.max_diff
+                );
+            }
         }
     }
 }
@@ -320,9 +328,18 @@ fn lora_merged_equals_lora_at_run_time_and_numpy() {
             "{case}: merged vs run-time max |Δ logit| {diff:.2e}; vs numpy: merged {:.2e} ({:.4} argmax), run-time {:.2e} ({:.4} argmax)",
             am.max_diff, am.strict, ar.max_diff, ar.strict
         );
-        assert!(diff <= 5e-2, "{case}: merged vs run-time");
+        let bound = if case.starts_with("smollm2") {
+            1e-2
+        } else {
+            1e-3
+        };
+        assert!(diff as f64 <= bound, "{case}: merged vs run-time");
         assert!(
-            am.near >= 0.99 && ar.near >= 0.99,
+            am.max_diff <= bound && ar.max_diff <= bound,
+            "{case}: vs numpy"
+        );
+        assert!(
+            am.strict >= 0.99 && ar.strict >= 0.99,
             "{case}: argmax vs numpy"
         );
     }
