@@ -841,3 +841,35 @@ fn kv_type_flag() {
         fails_with(&cmd, &["unknown KV cache type (supported: f16, f32)"]);
     }
 }
+
+/// A write that fails midway (here a file-size limit standing in for a full disk) is an error that
+/// names the output, and leaves neither the output nor a temp file behind.
+#[test]
+fn convert_write_failure_leaves_nothing() {
+    let hf = edgelm_suite::model_file("hf/cerebras-111m-2l");
+    let dir = tmp("fsize");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("x.gguf");
+    let _ = std::fs::remove_file(&out);
+    // 8 MiB is enough for the header but not for the 41 MiB of Q4_K_M weights.
+    let script = format!(
+        "ulimit -f 16384; trap '' XFSZ; exec {} convert {} -o {} --quant q4_k_m",
+        env!("CARGO_BIN_EXE_edgelm"),
+        hf.display(),
+        out.display()
+    );
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "must fail: {err}");
+    assert!(
+        err.contains(out.to_str().unwrap()) && err.contains("large"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
