@@ -49,9 +49,10 @@ pub fn matvecs<const N: usize>(
 }
 
 /// Products smaller than this many weight bytes stay on one thread: below it, handing rows to
-/// another thread costs more than it saves (runtime/benches/threads.rs measures the crossover).
+/// another thread costs more than it saves (runtime/benches/threads.rs: Q4_1 at 2 threads was
+/// slower at 11 KiB, even at 22 KiB, 1.2× faster at 33 KiB).
 #[cfg(feature = "threads")]
-const MIN_PARALLEL_BYTES: usize = 96 << 10;
+const MIN_PARALLEL_BYTES: usize = 32 << 10;
 
 /// Rows per thread part are a multiple of this: whole 4-row kernel groups, and 32-byte runs of
 /// output.
