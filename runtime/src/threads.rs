@@ -2,9 +2,10 @@
 //!
 //! A decode step of a small model runs a couple of hundred products of 10–300 µs each, so handing
 //! one to other threads must cost about a microsecond, not the tens of microseconds it takes to
-//! wake a sleeping thread. Workers therefore spin on a generation counter for a while after each
-//! job ([`SPIN`]) and only then sleep on a condition variable; the caller waits for the workers'
-//! parts the same way. An idle pool costs no CPU once that spin is over.
+//! wake a sleeping thread. Workers therefore poll a generation counter for a while after each job
+//! ([`SPIN`]: pausing, and after a few µs also yielding the core now and then) and only then sleep
+//! on a condition variable; the caller waits for the workers' parts the same way. An idle pool
+//! costs no CPU once that spin is over. Allocation-free per job; nothing but `std`.
 //!
 //! A job has one part per thread, and each thread, the caller included, takes the next part not
 //! yet taken until none is left. On a dedicated core every thread takes one; when the OS has
@@ -31,7 +32,7 @@ use std::vec::Vec;
 /// [`YIELD_EVERY`]th a yield (~0.3 µs), so this is ~0.5–1 ms: longer than the gaps between the
 /// products of one token and between tokens, far shorter than a turn in a chat.
 const SPIN: u32 = 20_000;
-/// Polls that only pause: a worker's part usually ends within this (~3 µs).
+/// Polls that only pause (~3.5 µs): the wait for the other threads' last rows is usually shorter.
 const PURE_SPIN: u32 = 256;
 /// After [`PURE_SPIN`], one poll in this many yields the core: when the OS has put two of the
 /// pool's threads on one core (other programs busy on the rest), a thread that only spins would
