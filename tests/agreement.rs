@@ -45,6 +45,10 @@ fn compare(r: &Value, am: &[u32], lp: &[f64]) -> (f64, f64, f64, f64, usize) {
 /// tokens one at a time (its generation path, which is how the runtime evaluates them).
 #[test]
 fn teacher_forced_argmax_and_perplexity_match_llama_cpp() {
+    // On the threaded path: the pool gives the same bits at any thread count (tests/threads.rs),
+    // so this also checks parity with llama.cpp at 2 threads; the other tests run at whatever
+    // count is set when they start, which changes nothing in their results.
+    assert!(edgelm::set_threads(2));
     let r = reference("smollm2-q4_1/teacher_forced.json");
     let tokens = ids(&r["tokens"]);
     assert!(tokens.len() >= 256);

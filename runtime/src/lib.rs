@@ -14,14 +14,14 @@ pub mod plan;
 pub mod quant;
 pub mod sampler;
 pub mod session;
+#[cfg(feature = "threads")]
+pub mod threads;
 #[cfg(feature = "alloc")]
 pub mod tokenizer;
 
-/// Sets how many threads matrix-vector products use, once per process; false if already set.
+/// Sets how many threads matrix-vector products use (1 until called; may be called again to
+/// resize); false if the OS refused the threads, which leaves one. See [`threads`].
 #[cfg(feature = "threads")]
 pub fn set_threads(n: usize) -> bool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n.max(1))
-        .build_global()
-        .is_ok()
+    threads::set(n)
 }

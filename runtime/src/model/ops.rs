@@ -13,22 +13,35 @@ pub fn matvec(w: &Weight<'_>, x: &[f32], act: &mut [u8], out: &mut [f32]) {
 }
 
 /// Several products with the same input (Q/K/V, gate/up): `x` is quantized once per activation
-/// format instead of once per matrix.
+/// format instead of once per matrix, and products sharing it run as one parallel job.
 pub fn matvecs<const N: usize>(
     x: &[f32],
     act: &mut [u8],
     mut products: [(&Weight<'_>, &mut [f32]); N],
 ) {
-    let mut done = None;
-    for (w, out) in products.iter_mut() {
-        let aty = w.ty.vec_dot_type();
-        let n = aty.row_bytes(w.cols).unwrap_or(0);
-        if done != Some((aty, w.cols)) {
+    let key = |w: &Weight<'_>| (w.ty.vec_dot_type(), w.cols);
+    let first = products.first().map(|(w, _)| key(w));
+    if products.iter().all(|(w, _)| Some(key(w)) == first) {
+        if let Some((aty, cols)) = first {
+            let n = aty.row_bytes(cols).unwrap_or(0);
             // Shapes were checked at load, so this only fails on a runtime bug.
-            let _ = quant::quantize_act_row(aty, &x[..w.cols], &mut act[..n]);
-            done = Some((aty, w.cols));
+            let _ = quant::quantize_act_row(aty, &x[..cols], &mut act[..n]);
+            rows(
+                products.each_mut().map(|p| (p.0, &mut p.1[..p.0.rows])),
+                &act[..n],
+            );
         }
-        rows(w, &act[..n], &mut out[..w.rows]);
+    } else {
+        let mut done = None;
+        for (w, out) in products.iter_mut() {
+            let (aty, cols) = key(w);
+            let n = aty.row_bytes(cols).unwrap_or(0);
+            if done != Some((aty, cols)) {
+                let _ = quant::quantize_act_row(aty, &x[..cols], &mut act[..n]);
+                done = Some((aty, cols));
+            }
+            rows([(*w, &mut out[..w.rows])], &act[..n]);
+        }
     }
     // LoRA deltas come after all base products, which share the quantized `x` in `act`.
     for (w, out) in products {
@@ -36,22 +49,36 @@ pub fn matvecs<const N: usize>(
     }
 }
 
-/// Runs the kernel over all rows, split over threads when there are several.
-fn rows(w: &Weight<'_>, act: &[u8], out: &mut [f32]) {
+/// Products smaller than this many weight bytes stay on one thread: below it, handing rows to
+/// another thread costs more than it saves (runtime/benches/threads.rs: Q4_1 at 2 threads was
+/// slower at 11 KiB, even at 22 KiB, 1.2× faster at 33 KiB).
+#[cfg(feature = "threads")]
+const MIN_PARALLEL_BYTES: usize = 32 << 10;
+
+/// Rows per thread part are a multiple of this: whole 4-row kernel groups, and 32-byte runs of
+/// output.
+#[cfg(feature = "threads")]
+const ROW_ALIGN: usize = 8;
+
+/// Runs the kernel over all rows of each product with the same quantized input, as one job split
+/// over the threads of [`crate::threads`] when there are several and the products are big enough.
+fn rows<const N: usize>(products: [(&Weight<'_>, &mut [f32]); N], act: &[u8]) {
     #[cfg(feature = "threads")]
     {
-        // Each row is one dot product whatever thread computes it: same numbers at any `-t`.
-        let threads = rayon::current_num_threads();
-        if threads > 1 && w.rows >= 64 {
-            use rayon::prelude::*;
-            let chunk = w.rows.div_ceil(4 * threads).next_multiple_of(4);
-            out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
-                quant::matvec_rows(w.ty, w.cols, w.data, act, i * chunk, o);
+        let bytes: usize = products.iter().map(|(w, _)| w.data.len()).sum();
+        if bytes >= MIN_PARALLEL_BYTES && crate::threads::current() > 1 {
+            let ws = products.each_ref().map(|p| p.0);
+            // Each row is one dot product whatever thread computes it: same numbers at any `-t`.
+            crate::threads::for_each_part(products.map(|p| p.1), ROW_ALIGN, |k, first, out| {
+                let w = ws[k];
+                quant::matvec_rows(w.ty, w.cols, w.data, act, first, out);
             });
             return;
         }
     }
-    quant::matvec(w.ty, w.cols, w.data, act, out);
+    for (w, out) in products {
+        quant::matvec(w.ty, w.cols, w.data, act, out);
+    }
 }
 
 /// Adds a bias vector in place.
