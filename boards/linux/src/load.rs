@@ -91,11 +91,11 @@ pub fn session_memory(plan: &edgelm::plan::Plan) -> Result<Vec<u8>> {
     Ok(edgelm::session::alloc_memory(plan))
 }
 
-/// Uses `threads` threads for matrix-vector products. The default is 1: on this 2-core host,
-/// splitting SmolLM2's small matrices over rayon's pool measured no faster (tg 45-62 tok/s
-/// either way, alternated runs), so extra threads wait for a cheaper barrier.
+/// Uses `threads` threads for matrix products. The default is the physical cores this process
+/// may use (capped at 4): with the spin-then-sleep pool, 2 threads measured 1.14-1.44× faster
+/// generation than 1 on the 2-core host in quiet alternated runs, and no slower under load.
 pub fn set_threads(threads: Option<usize>) {
-    edgelm::set_threads(threads.unwrap_or(1));
+    edgelm::set_threads(threads.unwrap_or_else(edgelm::threads::default_threads));
 }
 
 /// The `--lora FILE [--lora-scale S]` flags of `run` and `chat`.
