@@ -18,6 +18,7 @@ pub mod session;
 pub mod threads;
 #[cfg(feature = "alloc")]
 pub mod tokenizer;
+pub mod verify;
 
 /// Sets how many threads matrix-vector products use (1 until called; may be called again to
 /// resize); false if the OS refused the threads, which leaves one. See [`threads`].

@@ -164,6 +164,14 @@ impl AdapterFiles {
         Ok(AdapterFiles { files })
     }
 
+    /// `--verify` for each adapter file (see [`crate::cmd::verify::before_running`]).
+    pub fn verify(&self, quiet: bool) -> Result<()> {
+        for (f, _) in &self.files {
+            crate::cmd::verify::before_running(f, &f.gguf()?, quiet)?;
+        }
+        Ok(())
+    }
+
     /// Applies every adapter to `model` in command-line order, with deltas in `table` (which must
     /// outlive the model); returns a JSON summary per adapter.
     pub fn apply<'a>(

@@ -33,6 +33,8 @@ enum Command {
     ConvertLora(cmd::convert::LoraArgs),
     /// Prompt and generation speed (llama-bench's pp/tg tests), bytes per token, memory bandwidth.
     Bench(cmd::bench::Args),
+    /// Check every tensor against the checksums recorded by `edgelm convert`.
+    Verify(cmd::verify::Args),
 }
 
 fn main() {
@@ -53,6 +55,11 @@ fn main() {
         Command::Convert(a) => cmd::convert::main(a),
         Command::ConvertLora(a) => cmd::convert::main_lora(a),
         Command::Bench(a) => cmd::bench::main(a),
+        Command::Verify(a) => cmd::verify::main(a).map(|code| {
+            if code != 0 {
+                std::process::exit(code)
+            }
+        }),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

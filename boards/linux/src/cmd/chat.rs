@@ -36,6 +36,9 @@ pub struct Args {
     /// Most tokens per reply (-1 = until end of turn).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     n_predict: i64,
+    /// Check every tensor against the file's checksums before running; refuse a mismatch.
+    #[arg(long)]
+    verify: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -79,6 +82,10 @@ pub fn main(a: Args) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
     let adapters = AdapterFiles::open(&a.lora)?;
+    if a.verify {
+        crate::cmd::verify::before_running(&file, &g, false)?;
+        adapters.verify(false)?;
+    }
     let mut table = Vec::new();
     let mut model =
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;

@@ -90,6 +90,9 @@ pub struct Args {
     /// Add, per generated token, the top K candidates with log-probabilities (JSON only).
     #[arg(long, default_value_t = 0)]
     logprobs: usize,
+    /// Check every tensor against the file's checksums before running; refuse a mismatch.
+    #[arg(long)]
+    verify: bool,
     /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     json: bool,
@@ -115,6 +118,10 @@ pub fn main(a: Args) -> Result<()> {
     let file = ModelFile::open(&a.model)?;
     let g = file.gguf()?;
     let adapters = AdapterFiles::open(&a.lora)?;
+    if a.verify {
+        crate::cmd::verify::before_running(&file, &g, a.json)?;
+        adapters.verify(a.json)?;
+    }
     let mut table = Vec::new();
     let mut model =
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
