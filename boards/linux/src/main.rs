@@ -33,6 +33,8 @@ enum Command {
     ConvertLora(cmd::convert::LoraArgs),
     /// Prompt and generation speed (llama-bench's pp/tg tests), bytes per token, memory bandwidth.
     Bench(cmd::bench::Args),
+    /// Whether a model fits a board (boards/profiles), its predicted decode speed, and what to change.
+    Plan(cmd::plan::Args),
 }
 
 fn main() {
@@ -53,6 +55,7 @@ fn main() {
         Command::Convert(a) => cmd::convert::main(a),
         Command::ConvertLora(a) => cmd::convert::main_lora(a),
         Command::Bench(a) => cmd::bench::main(a),
+        Command::Plan(a) => cmd::plan::main(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
