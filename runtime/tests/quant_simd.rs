@@ -309,3 +309,42 @@ fn a_simd_level_is_tested_on_aarch64() {
     assert!(levels().contains(&Isa::Neon));
     assert_ne!(isa(), Isa::Scalar);
 }
+
+/// The Q8_0 value accumulation of attention over a q8_0 KV cache: every level gives the scalar
+/// reference's bits (each element is one fused multiply-add of an exact product), and the
+/// reference is `y + s · dequantize(x)` up to that single rounding.
+#[test]
+fn q8_0_value_accumulation_matches_scalar_bit_for_bit() {
+    use edgelm::quant::blocks::BlockQ8_0;
+    use edgelm::quant::{mad_q8_0, mad_q8_0_with};
+    let mut rng = Rng(21);
+    for n in [32usize, 64, 128, 256] {
+        let x = quantize(Q8_0, &rng.vec(n, 3.0));
+        let blocks: &[BlockQ8_0] = bytemuck::cast_slice(&x);
+        let deq = dequantize(Q8_0, &x, n);
+        for s in [1.0f32, 0.37, -2.5e-3, 1e-20] {
+            let y0 = rng.vec(n, 1.0);
+            let mut want = y0.clone();
+            mad_q8_0_with(Isa::Scalar, &mut want, blocks, s);
+            for (i, (&w, (&y, &v))) in want.iter().zip(y0.iter().zip(&deq)).enumerate() {
+                let exact = y as f64 + s as f64 * v as f64;
+                assert!(
+                    (w as f64 - exact).abs() <= f32::EPSILON as f64 * exact.abs().max(1e-30),
+                    "n={n} s={s} i={i}: {w} vs {exact}"
+                );
+            }
+            for level in levels() {
+                let mut got = y0.clone();
+                mad_q8_0_with(level, &mut got, blocks, s);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{level}, n={n}, s={s}");
+            }
+            let mut got = y0.clone();
+            mad_q8_0(&mut got, blocks, s);
+            assert_eq!(got, want, "detected level {}", isa());
+        }
+    }
+}

@@ -10,7 +10,7 @@
 //   edgelm-ref logits   MODEL [OPTS]                stdin: ids, evaluated as one sequence in one batch;
 //                                                   stdout per position: pos argmax lp_next id:lp...
 //   edgelm-ref greedy   MODEL [OPTS] -n N           stdin: prompt ids; stdout per step: chosen id:lp...
-// OPTS: -t THREADS (2)  -k TOPK (5)  --kv f16|f32 (f16)  --fa auto|on|off (auto)
+// OPTS: -t THREADS (2)  -k TOPK (5)  --kv f16|f32|q8_0 (f16)  --fa auto|on|off (auto)
 //       --no-extra-bufts   keep weights in plain ggml layout (no AMX / repacked copies)
 //       --ubatch 1         logits: decode one token per llama_decode (the generation path) instead
 //                          of the whole sequence in one batch (the prompt path)
@@ -61,7 +61,8 @@ Opts parse_opts(int argc, char ** argv, int first) {
             std::string v = next();
             if (v == "f16") o.kv = GGML_TYPE_F16;
             else if (v == "f32") o.kv = GGML_TYPE_F32;
-            else die("--kv must be f16 or f32");
+            else if (v == "q8_0") o.kv = GGML_TYPE_Q8_0; // a quantized V cache needs --fa on
+            else die("--kv must be f16, f32 or q8_0");
         } else if (a == "--fa") {
             std::string v = next();
             if (v == "auto") o.fa = LLAMA_FLASH_ATTN_TYPE_AUTO;

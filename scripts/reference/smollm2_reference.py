@@ -3,9 +3,9 @@
 
 Usage: scripts/reference/smollm2_reference.py [PART ...]
 
-PART: teacher, perplexity, greedy, tokenize, info, bench (default: all of them).
+PART: teacher, teacher_q8, perplexity, greedy, tokenize, info, bench (default: all of them).
 
-Writes tests/reference/smollm2-q4_1/{teacher_forced,teacher_forced_f32kv_nofa,perplexity,
+Writes tests/reference/smollm2-q4_1/{teacher_forced,teacher_forced_f32kv_nofa,teacher_forced_q8kv,perplexity,
 greedy,tokenize,model_info,bench}.json and bench.txt (see README.md there for the formats). Everything comes from llama.cpp as vendored in llama-cpp-python==0.3.36,
 built by scripts/reference/build-llama-cpp; the model from scripts/fetch-models.
 Besides running llama.cpp it cross-checks llama.cpp against itself through independent paths
@@ -410,7 +410,7 @@ def bench(bin_dir, model, model_sha):
 
 
 def main():
-    all_parts = {"teacher", "perplexity", "greedy", "tokenize", "info", "bench"}
+    all_parts = {"teacher", "teacher_q8", "perplexity", "greedy", "tokenize", "info", "bench"}
     parts = set(sys.argv[1:]) or all_parts
     if parts - all_parts:
         fail(f"unknown part(s) {sorted(parts - all_parts)}; parts are {sorted(all_parts)}")
@@ -447,6 +447,8 @@ def main():
     }
     if "teacher" in parts:
         teacher_both(ref, text_tokens, model_sha, base)
+    if "teacher_q8" in parts:
+        teacher_q8(ref, text_tokens, model_sha, base)
     if "perplexity" in parts:
         perplexity(ref, bin_dir, model, text_tokens, info, model_sha)
     if "greedy" in parts:
@@ -473,6 +475,18 @@ def teacher_both(ref, text_tokens, model_sha, base):
                    "teacher_forced_f32kv_nofa.json",
                    "same tokens with an f32 KV cache and flash attention off, to show how much "
                    "llama.cpp moves under its own setting changes")
+
+
+def teacher_q8(ref, text_tokens, model_sha, base):
+    # The q8_0 KV cache (edgelm --kv-type q8_0), token by token; a quantized V cache needs flash
+    # attention on. One thread: under 512 cells the thread count changes no number, and two
+    # OpenMP threads on a busy 2-core machine crawled (15 minutes were not enough).
+    var = dict(base, type_k="q8_0", type_v="q8_0", flash_attn="on", n_batch=1, n_ubatch=1,
+               threads=1, decode="one token per llama_decode")
+    teacher_forced(ref, text_tokens, model_sha, var,
+                   ("--kv", "q8_0", "--fa", "on", "--ubatch", "1", "-t", "1"),
+                   "teacher_forced_q8kv.json",
+                   "q8_0 K and V caches with flash attention, token by token")
 
 
 def model_info(info, model_sha, text_tokens):

@@ -140,10 +140,20 @@ pub fn reference_text() -> String {
 
 /// Our greedy continuation of `prompt` for `n` tokens (no stop on end-of-generation).
 pub fn greedy(model: &edgelm::model::ModelVec<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
+    greedy_with(model, prompt, n, edgelm::kv::KvType::F16)
+}
+
+/// [`greedy`] with a KV cache of `kv`.
+pub fn greedy_with(
+    model: &edgelm::model::ModelVec<'_>,
+    prompt: &[u32],
+    n: usize,
+    kv: edgelm::kv::KvType,
+) -> Vec<u32> {
     let n_ctx = prompt.len() + n;
-    let p = edgelm::plan::plan(&model.config, n_ctx).unwrap();
+    let p = edgelm::plan::plan_with(&model.config, n_ctx, kv).unwrap();
     let mut mem = edgelm::session::alloc_memory(&p);
-    let mut s = edgelm::session::Session::new(model, &mut mem, n_ctx).unwrap();
+    let mut s = edgelm::session::Session::with_kv(model, &mut mem, n_ctx, kv).unwrap();
     let mut logits = Vec::new();
     for &t in prompt {
         logits = s.eval(t).unwrap().to_vec();

@@ -52,6 +52,8 @@ use edgelm_status::*;
 pub const EDGELM_KV_F16: u32 = 0;
 /// KV cache of f32 elements (twice the memory; attention in f32).
 pub const EDGELM_KV_F32: u32 = 1;
+/// KV cache of ggml Q8_0 blocks (0.53x the f16 memory; llama.cpp's `-ctk q8_0 -ctv q8_0 -fa on` numerics).
+pub const EDGELM_KV_Q8_0: u32 = 2;
 
 /// A loaded model: weights borrowed from the caller's bytes, plus the tokenizer.
 pub struct edgelm_model {
@@ -283,9 +285,12 @@ fn parse_kv(v: u32) -> R<KvType> {
     match v {
         EDGELM_KV_F16 => Ok(KvType::F16),
         EDGELM_KV_F32 => Ok(KvType::F32),
+        EDGELM_KV_Q8_0 => Ok(KvType::Q8_0),
         _ => fail(
             EDGELM_ERR_ARGUMENT,
-            format!("unknown KV cache type {v} (EDGELM_KV_F16 = 0, EDGELM_KV_F32 = 1)"),
+            format!(
+                "unknown KV cache type {v} (EDGELM_KV_F16 = 0, EDGELM_KV_F32 = 1, EDGELM_KV_Q8_0 = 2)"
+            ),
         ),
     }
 }

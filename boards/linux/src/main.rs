@@ -35,6 +35,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Check every tensor against the checksums recorded by `edgelm convert`.
     Verify(cmd::verify::Args),
+    /// Whether a model fits a board (boards/profiles), its predicted decode speed, and what to change.
+    Plan(cmd::plan::Args),
 }
 
 fn main() {
@@ -60,6 +62,7 @@ fn main() {
                 std::process::exit(code)
             }
         }),
+        Command::Plan(a) => cmd::plan::main(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

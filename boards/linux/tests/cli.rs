@@ -826,19 +826,27 @@ fn kv_type_flag() {
         assert_eq!(j["kv_type"], kv);
         j["ppl"].as_f64().unwrap()
     };
-    let (p16, p32) = (ppl("f16"), ppl("f32"));
+    let (p16, p32, p8) = (ppl("f16"), ppl("f32"), ppl("q8_0"));
     // Different numerics, same model: within the ~1% llama.cpp's own settings move perplexity.
     assert!(
         p16 != p32 && (p32 / p16 - 1.0).abs() < 0.05,
         "{p16} vs {p32}"
     );
+    assert!(p16 != p8 && (p8 / p16 - 1.0).abs() < 0.05, "{p16} vs {p8}");
+    let j = ok_json(&["inspect", ms, "-c", "128", "--kv-type", "q8_0", "--json"]);
+    assert_eq!(j["memory"]["kv_type"], "q8_0");
+    assert_eq!(j["memory"]["kv_bytes"], 2 * 30 * 128 * 6 * 34);
+    // The greedy run continues as with f16.
+    let j = run(Some("q8_0"));
+    assert_eq!(j["kv_type"], "q8_0");
+    assert_eq!(j["tokens"], serde_json::json!([7042, 30, 198, 198]));
     for cmd in [
-        vec!["run", "-m", ms, "-p", "hi", "--kv-type", "q8_0"],
+        vec!["run", "-m", ms, "-p", "hi", "--kv-type", "q4_0"],
         vec!["chat", "-m", ms, "--kv-type", "F32"],
         vec!["perplexity", "-m", ms, "-f", ts, "--kv-type", "f64"],
         vec!["inspect", ms, "--kv-type", "bf16"],
     ] {
-        fails_with(&cmd, &["unknown KV cache type (supported: f16, f32)"]);
+        fails_with(&cmd, &["unknown KV cache type (supported: f16, f32, q8_0)"]);
     }
 }
 

@@ -1,6 +1,8 @@
-//! The key/value cache: rows of f16 (the default) or f32 in caller-provided memory, one slot per
-//! (layer, position).
+//! The key/value cache: rows of f16 (the default), f32 or Q8_0 in caller-provided memory, one slot
+//! per (layer, position).
 
+use crate::quant::blocks::{BlockQ8_0, QK};
+use crate::quant::{quantize_act_row, GgmlType};
 use half::f16;
 
 /// Element type of the KV cache, as llama.cpp's `--cache-type-k/-v` choose it.
@@ -13,27 +15,89 @@ pub enum KvType {
     F16,
     /// Single precision, with attention computed in f32: closest to exact arithmetic.
     F32,
+    /// ggml's Q8_0 blocks (32 values, an f16 scale, 34 bytes): 0.53× the memory of f16. Rows are
+    /// quantized when written; attention takes integer dot products of keys with the query
+    /// quantized to Q8_0 and accumulates dequantized values in f32, as llama.cpp does for
+    /// `-ctk q8_0 -ctv q8_0 -fa on`. Needs head dimensions that are multiples of 32.
+    Q8_0,
 }
+
+/// Sizes of the Walsh-Hadamard rotations llama.cpp applies around a quantized cache of heads of
+/// `head_dim` (its `attn_rot_k` / `attn_rot_v`), as `(keys and queries, values)`: an orthonormal
+/// rotation spreads outlier channels over the block before quantizing, and cancels in q·k and in
+/// the rotated-back output. Keys use the largest power of two ≥ 64 dividing the head, values 64;
+/// heads that are not a multiple of 64 are not rotated.
+pub fn q8_0_rotation(head_dim: usize) -> Option<(usize, usize)> {
+    if head_dim == 0 || !head_dim.is_multiple_of(64) {
+        return None;
+    }
+    let mut k = 64;
+    while head_dim.is_multiple_of(k * 2) {
+        k *= 2;
+    }
+    Some((k, 64))
+}
+
+/// In-place orthonormal Walsh-Hadamard transform of each `n`-element chunk of `x` (`n` a power of
+/// two), in ggml's order: scaled by 1/√n first, then butterflies of growing span (its FWHT, which
+/// llama.cpp runs for the rotation). The transform is its own inverse.
+pub fn fwht(x: &mut [f32], n: usize) {
+    let scale = 1.0 / libm::sqrtf(n as f32);
+    for chunk in x.chunks_exact_mut(n) {
+        chunk.iter_mut().for_each(|v| *v *= scale);
+        let mut len = 1;
+        while len < n {
+            for i in (0..n).step_by(2 * len) {
+                for j in i..i + len {
+                    let (u, v) = (chunk[j], chunk[j + len]);
+                    chunk[j] = u + v;
+                    chunk[j + len] = u - v;
+                }
+            }
+            len *= 2;
+        }
+    }
+}
+
+/// The largest head dimension the Q8_0 cache takes (Llama-family models use 64–128, Gemma 3 256).
+pub const Q8_0_MAX_HEAD_DIM: usize = 512;
 
 impl KvType {
     /// Every supported type, in the order `--kv-type` lists them.
-    pub const ALL: [KvType; 2] = [KvType::F16, KvType::F32];
+    pub const ALL: [KvType; 3] = [KvType::F16, KvType::F32, KvType::Q8_0];
 
-    /// The name used on command lines (`f16`, `f32`), as llama.cpp spells it.
+    /// The name used on command lines (`f16`, `f32`, `q8_0`), as llama.cpp spells it.
     pub fn name(self) -> &'static str {
         match self {
             KvType::F16 => "f16",
             KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
         }
     }
 
-    /// Bytes of one cached row of `kv_dim` elements (`None` on overflow).
+    /// Bytes of one cached row of `kv_dim` elements (`None` on overflow, or for Q8_0 when
+    /// `kv_dim` is not a whole number of 32-element blocks).
     pub fn row_bytes(self, kv_dim: usize) -> Option<usize> {
-        let elem = match self {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        };
-        kv_dim.checked_mul(elem)
+        match self {
+            KvType::F16 => kv_dim.checked_mul(2),
+            KvType::F32 => kv_dim.checked_mul(4),
+            KvType::Q8_0 => GgmlType::Q8_0.row_bytes(kv_dim),
+        }
+    }
+
+    /// Whether heads of `head_dim` can be cached in this type: whole blocks per head, and for
+    /// Q8_0 at most [`Q8_0_MAX_HEAD_DIM`] (attention quantizes one query head on the stack).
+    pub fn supports_head_dim(self, head_dim: usize) -> bool {
+        head_dim.is_multiple_of(self.block_size())
+            && (self != KvType::Q8_0 || head_dim <= Q8_0_MAX_HEAD_DIM)
+    }
+
+    /// Elements per block: heads must hold whole blocks (1 for the float types, 32 for Q8_0).
+    pub fn block_size(self) -> usize {
+        match self {
+            KvType::F16 | KvType::F32 => 1,
+            KvType::Q8_0 => QK,
+        }
     }
 }
 
@@ -78,8 +142,19 @@ impl core::str::FromStr for KvType {
 /// The cache's buffers, in its element type.
 #[derive(Debug)]
 enum Rows<'m> {
-    F16 { k: &'m mut [f16], v: &'m mut [f16] },
-    F32 { k: &'m mut [f32], v: &'m mut [f32] },
+    F16 {
+        k: &'m mut [f16],
+        v: &'m mut [f16],
+    },
+    F32 {
+        k: &'m mut [f32],
+        v: &'m mut [f32],
+    },
+    Q8_0 {
+        k: &'m mut [BlockQ8_0],
+        v: &'m mut [BlockQ8_0],
+        head_dim: usize,
+    },
 }
 
 /// One layer's cached keys and values (`n_pos × kv_dim` each), in the cache's element type.
@@ -99,6 +174,14 @@ pub enum KvLayer<'c> {
         k: &'c [f32],
         /// Values.
         v: &'c [f32],
+    },
+    /// Q8_0 rows, `kv_dim / 32` blocks each (a head is `head_dim / 32` consecutive blocks), each
+    /// head rotated by [`q8_0_rotation`]'s transforms before it was quantized.
+    Q8_0 {
+        /// Keys.
+        k: &'c [BlockQ8_0],
+        /// Values.
+        v: &'c [BlockQ8_0],
     },
 }
 
@@ -134,6 +217,22 @@ impl<'m> KvCache<'m> {
         }
     }
 
+    /// Wraps two buffers of `elements(..) / 32` Q8_0 blocks each (`head_dim` a multiple of 32 and
+    /// at most [`Q8_0_MAX_HEAD_DIM`], `kv_dim` a multiple of `head_dim`).
+    pub fn new_q8_0(
+        k: &'m mut [BlockQ8_0],
+        v: &'m mut [BlockQ8_0],
+        n_ctx: usize,
+        kv_dim: usize,
+        head_dim: usize,
+    ) -> KvCache<'m> {
+        KvCache {
+            rows: Rows::Q8_0 { k, v, head_dim },
+            n_ctx,
+            kv_dim,
+        }
+    }
+
     /// Positions the cache holds.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
@@ -144,6 +243,7 @@ impl<'m> KvCache<'m> {
         match self.rows {
             Rows::F16 { .. } => KvType::F16,
             Rows::F32 { .. } => KvType::F32,
+            Rows::Q8_0 { .. } => KvType::Q8_0,
         }
     }
 
@@ -169,6 +269,34 @@ impl<'m> KvCache<'m> {
                 kc[r.start..r.start + n].copy_from_slice(&k[..n]);
                 vc[r.start..r.start + n].copy_from_slice(&v[..n]);
             }
+            Rows::Q8_0 {
+                k: kc,
+                v: vc,
+                head_dim,
+            } => {
+                let hd = *head_dim;
+                let rot = q8_0_rotation(hd);
+                let b = r.start / QK..r.end / QK;
+                let kv = [
+                    (k, &mut kc[b.clone()], rot.map(|r| r.0)),
+                    (v, &mut vc[b], rot.map(|r| r.1)),
+                ];
+                // Head by head (rotated on the stack when llama.cpp rotates), with ggml's run-time
+                // quantizer, the one its set_rows uses for a q8_0 cache. Lengths follow from the
+                // plan, so the quantizer cannot fail.
+                let mut head = [0f32; Q8_0_MAX_HEAD_DIM];
+                for (src, dst, n_rot) in kv {
+                    let src = &src[..self.kv_dim];
+                    for (x, dst) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd / QK)) {
+                        let h = &mut head[..hd];
+                        h.copy_from_slice(x);
+                        if let Some(n) = n_rot {
+                            fwht(h, n);
+                        }
+                        let _ = quantize_act_row(GgmlType::Q8_0, h, bytemuck::cast_slice_mut(dst));
+                    }
+                }
+            }
         }
     }
 
@@ -185,6 +313,10 @@ impl<'m> KvCache<'m> {
                 k: &k[start..end],
                 v: &v[start..end],
             },
+            Rows::Q8_0 { k, v, .. } => KvLayer::Q8_0 {
+                k: &k[start / QK..end / QK],
+                v: &v[start / QK..end / QK],
+            },
         }
     }
 }
@@ -192,6 +324,7 @@ impl<'m> KvCache<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytemuck::Zeroable;
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_supported_ones() {
@@ -199,7 +332,8 @@ mod tests {
             assert_eq!(t.name().parse::<KvType>(), Ok(t));
         }
         assert_eq!(KvType::default(), KvType::F16);
-        assert_eq!("q8_0".parse::<KvType>(), Err(UnknownKvType));
+        assert_eq!("q8_0".parse::<KvType>(), Ok(KvType::Q8_0));
+        assert_eq!("q4_0".parse::<KvType>(), Err(UnknownKvType));
         assert_eq!("F16".parse::<KvType>(), Err(UnknownKvType));
         let mut buf = [0u8; 64];
         let mut w = Writer(&mut buf, 0);
@@ -207,11 +341,13 @@ mod tests {
         let n = w.1;
         assert_eq!(
             core::str::from_utf8(&buf[..n]).unwrap(),
-            "unknown KV cache type (supported: f16, f32)"
+            "unknown KV cache type (supported: f16, f32, q8_0)"
         );
         assert_eq!(KvType::F16.row_bytes(192), Some(384));
         assert_eq!(KvType::F32.row_bytes(192), Some(768));
         assert_eq!(KvType::F32.row_bytes(usize::MAX), None);
+        assert_eq!(KvType::Q8_0.row_bytes(192), Some(6 * 34));
+        assert_eq!(KvType::Q8_0.row_bytes(48), None);
     }
 
     #[test]
@@ -255,6 +391,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn q8_0_rows_are_rotated_like_llama_cpp_and_round_trip_within_a_quantum() {
+        assert_eq!(q8_0_rotation(64), Some((64, 64)));
+        assert_eq!(q8_0_rotation(128), Some((128, 64)));
+        assert_eq!(q8_0_rotation(256), Some((256, 64)));
+        assert_eq!(q8_0_rotation(96), None);
+        assert_eq!(q8_0_rotation(32), None);
+        // Orthonormal and its own inverse.
+        let x: [f32; 64] = core::array::from_fn(|i| libm::sinf(i as f32 * 0.7) * 3.0);
+        let mut y = x;
+        fwht(&mut y, 64);
+        let (nx, ny): (f32, f32) = (x.iter().map(|v| v * v).sum(), y.iter().map(|v| v * v).sum());
+        assert!((nx - ny).abs() < 1e-4 * nx);
+        fwht(&mut y, 64);
+        assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 1e-5));
+
+        // Two heads of 64: the stored blocks dequantize and rotate back to the row, within half
+        // a quantization step of the rotated values.
+        let (n_ctx, kv_dim) = (2, 128);
+        let k: [f32; 128] = core::array::from_fn(|i| libm::cosf(i as f32 * 1.3) * (i % 7) as f32);
+        let v: [f32; 128] = core::array::from_fn(|i| (i as f32 - 60.0) * 0.01);
+        let (mut kb, mut vb) = ([BlockQ8_0::zeroed(); 8], [BlockQ8_0::zeroed(); 8]);
+        let mut c = KvCache::new_q8_0(&mut kb, &mut vb, n_ctx, kv_dim, 64);
+        assert_eq!(c.kv_type(), KvType::Q8_0);
+        c.store(0, 1, &k, &v);
+        let KvLayer::Q8_0 { k: kq, v: vq } = c.layer(0, 2) else {
+            panic!("not q8_0")
+        };
+        for (blocks, want) in [(&kq[4..], &k), (&vq[4..], &v)] {
+            let mut got = [0f32; 128];
+            crate::quant::dequantize_row(GgmlType::Q8_0, bytemuck::cast_slice(blocks), &mut got)
+                .unwrap();
+            let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            fwht(&mut got, 64);
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= amax / 127.0 * 8.0, "{g} vs {w}");
+            }
+        }
+        assert!(kq[..4].iter().all(|b| b.qs == [0; 32]));
     }
 
     /// A `core::fmt::Write` into a fixed buffer (the tests run without alloc too).

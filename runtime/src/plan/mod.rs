@@ -3,6 +3,7 @@
 
 use crate::kv::{KvCache, KvType};
 use crate::model::{state_sizes, Config, State};
+use crate::quant::blocks::{BlockQ8_0, QK};
 use crate::sampler::Candidate;
 use half::f16;
 
@@ -39,6 +40,13 @@ pub enum PlanError {
         /// Positions the model has.
         n_ctx_train: usize,
     },
+    /// The KV cache type cannot hold this model's heads (Q8_0 needs whole 32-element blocks).
+    KvHeadDim {
+        /// The cache type asked for.
+        kv_type: KvType,
+        /// The model's head dimension.
+        head_dim: usize,
+    },
     /// The buffer given is smaller than the plan.
     BufferTooSmall {
         /// Bytes needed.
@@ -55,6 +63,12 @@ impl core::fmt::Display for PlanError {
             PlanError::BeyondPositions { n_ctx, n_ctx_train } => write!(
                 f,
                 "context length {n_ctx} exceeds the model's {n_ctx_train} learned positions; use -c {n_ctx_train} or less"
+            ),
+            PlanError::KvHeadDim { kv_type, head_dim } => write!(
+                f,
+                "the {kv_type} KV cache needs head dimensions that are multiples of {} (at most {}); this model's heads have {head_dim}: use --kv-type f16",
+                kv_type.block_size(),
+                crate::kv::Q8_0_MAX_HEAD_DIM
             ),
             PlanError::BufferTooSmall { needed, got } => {
                 write!(
@@ -96,6 +110,12 @@ pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, Plan
                 n_ctx_train: max,
             });
         }
+    }
+    if !kv_type.supports_head_dim(c.head_dim) {
+        return Err(PlanError::KvHeadDim {
+            kv_type,
+            head_dim: c.head_dim,
+        });
     }
     let rows = c.n_layer.checked_mul(n_ctx).ok_or(bad)?;
     let row_bytes = kv_type.row_bytes(c.kv_dim()).ok_or(bad)?;
@@ -173,6 +193,12 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
             let k: &mut [f32] = a.typed(kv_elems);
             let v: &mut [f32] = a.typed(kv_elems);
             KvCache::new_f32(k, v, n_ctx, kv_dim)
+        }
+        KvType::Q8_0 => {
+            let blocks = kv_elems / QK;
+            let k: &mut [BlockQ8_0] = a.typed(blocks);
+            let v: &mut [BlockQ8_0] = a.typed(blocks);
+            KvCache::new_q8_0(k, v, n_ctx, kv_dim, c.head_dim)
         }
     };
     let s = state_sizes(c);
@@ -269,6 +295,9 @@ mod tests {
                 match (ty, b.kv.layer(29, 16)) {
                     (KvType::F16, KvLayer::F16 { k, v }) => assert_eq!((k.len(), v.len()), (n, n)),
                     (KvType::F32, KvLayer::F32 { k, v }) => assert_eq!((k.len(), v.len()), (n, n)),
+                    (KvType::Q8_0, KvLayer::Q8_0 { k, v }) => {
+                        assert_eq!((k.len(), v.len()), (n / 32, n / 32))
+                    }
                     (t, l) => panic!("{t:?} planned, {l:?} carved"),
                 }
             }
@@ -281,6 +310,41 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn q8_0_cache_is_at_most_0_55_of_f16_and_needs_whole_blocks_per_head() {
+        let c = smollm2();
+        for n_ctx in [1, 100, 2048, 8192] {
+            let f16 = plan_with(&c, n_ctx, KvType::F16).unwrap();
+            let q8 = plan_with(&c, n_ctx, KvType::Q8_0).unwrap();
+            assert_eq!(q8.kv_type, KvType::Q8_0);
+            // 30 layers × n_ctx × 6 blocks × 34 bytes, each of K and V padded to 64.
+            assert_eq!(q8.kv_bytes, 2 * padded(30 * n_ctx * 6 * 34).unwrap());
+            assert!(
+                q8.kv_bytes as f64 <= 0.55 * f16.kv_bytes as f64,
+                "{n_ctx}: {} vs {}",
+                q8.kv_bytes,
+                f16.kv_bytes
+            );
+            assert_eq!(q8.scratch_bytes, f16.scratch_bytes);
+            assert_eq!(q8.total_bytes - q8.kv_bytes, f16.total_bytes - f16.kv_bytes);
+        }
+        let mut odd = c;
+        odd.head_dim = 48;
+        odd.rope_dim = 48;
+        let e = plan_with(&odd, 16, KvType::Q8_0).unwrap_err();
+        assert_eq!(
+            e,
+            PlanError::KvHeadDim {
+                kv_type: KvType::Q8_0,
+                head_dim: 48
+            }
+        );
+        assert!(plan_with(&odd, 16, KvType::F16).is_ok());
+        let mut wide = c;
+        wide.head_dim = 1024;
+        assert!(plan_with(&wide, 16, KvType::Q8_0).is_err());
     }
 
     #[test]

@@ -363,6 +363,20 @@ pub fn matvec_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: 
     kernels::matvec(isa, ty, n, w, act, out);
 }
 
+/// `y += s · x` for a row `x` of Q8_0 blocks (`y.len()` = 32 × `x.len()`), each element one fused
+/// multiply-add: ggml_vec_mad_f32 over a dequantized row, as its flash attention accumulates
+/// values from a Q8_0 cache. The same bits at every kernel level.
+pub fn mad_q8_0(y: &mut [f32], x: &[BlockQ8_0], s: f32) {
+    kernels::mad_q8_0(isa(), y, x, s);
+}
+
+/// [`mad_q8_0`] with the kernels of `isa` (the portable ones where this CPU lacks it); for tests
+/// and benchmarks that compare levels.
+#[doc(hidden)]
+pub fn mad_q8_0_with(isa: Isa, y: &mut [f32], x: &[BlockQ8_0], s: f32) {
+    kernels::mad_q8_0(isa, y, x, s);
+}
+
 /// The kernel level in use: the best this CPU has, detected once.
 pub fn isa() -> Isa {
     kernels::best()

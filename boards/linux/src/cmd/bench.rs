@@ -98,7 +98,7 @@ struct ModelFacts {
 /// Weight bytes one decode step reads: every tensor once, except the token embedding (and GPT-2's
 /// position embedding), of which only one row is read; a tied output head reads the whole token
 /// embedding again for the logits.
-fn weight_bytes_per_token(g: &Gguf<'_>) -> u64 {
+pub(crate) fn weight_bytes_per_token(g: &Gguf<'_>) -> u64 {
     let mut total = 0u64;
     let mut tied = true;
     for t in g.tensors() {

@@ -18,7 +18,7 @@ pub struct Args {
     /// Context length for the memory plan (default: the model's training context, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx: Option<usize>,
-    /// KV cache element type for the memory plan: f16 (default) or f32.
+    /// KV cache element type for the memory plan: f16 (default), f32 or q8_0.
     #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
     kv_type: KvType,
     /// Print one JSON object.

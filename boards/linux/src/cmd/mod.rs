@@ -5,6 +5,7 @@ pub mod chat;
 pub mod convert;
 pub mod inspect;
 pub mod perplexity;
+pub mod plan;
 pub mod run;
 pub mod tokenize;
 pub mod verify;

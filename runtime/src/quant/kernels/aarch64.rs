@@ -63,6 +63,48 @@ pub(super) fn quantize_row(_isa: Isa, _ty: GgmlType, _x: &[f32], _y: &mut [u8]) 
     false
 }
 
+/// `y += s · dequantize(x)` (Q8_0) at `isa`; `y` holds exactly `x.len()` blocks of elements.
+pub(super) fn mad_q8_0(
+    isa: Isa,
+    y: &mut [f32],
+    x: &[crate::quant::blocks::BlockQ8_0],
+    s: f32,
+) -> bool {
+    if !has(isa) || !matches!(isa, Isa::Neon | Isa::NeonDot) {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has Advanced SIMD.
+    unsafe { mad_q8_0_neon(y, x, s) };
+    true
+}
+
+#[target_feature(enable = "neon")]
+fn mad_q8_0_neon(y: &mut [f32], x: &[crate::quant::blocks::BlockQ8_0], s: f32) {
+    use core::arch::aarch64::*;
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(32)) {
+        let d = crate::quant::blocks::f16_to_f32(b.d);
+        for (q, y) in b.qs.chunks_exact(16).zip(y.chunks_exact_mut(16)) {
+            // SAFETY: `q` has 16 bytes and `y` 16 floats, what these loads and stores touch.
+            unsafe {
+                let q8 = vld1q_s8(q.as_ptr());
+                let lo = vmovl_s8(vget_low_s8(q8));
+                let hi = vmovl_high_s8(q8);
+                let parts = [
+                    vmovl_s16(vget_low_s16(lo)),
+                    vmovl_high_s16(lo),
+                    vmovl_s16(vget_low_s16(hi)),
+                    vmovl_high_s16(hi),
+                ];
+                for (i, p) in parts.into_iter().enumerate() {
+                    let v = vmulq_n_f32(vcvtq_f32_s32(p), d);
+                    let ptr = y.as_mut_ptr().add(4 * i);
+                    vst1q_f32(ptr, vfmaq_n_f32(vld1q_f32(ptr), v, s));
+                }
+            }
+        }
+    }
+}
+
 /// Four lanes of sums of four i8 × i8 products, added to `acc`, without the dot-product extension.
 #[target_feature(enable = "neon")]
 #[inline]

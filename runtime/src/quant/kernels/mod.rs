@@ -141,6 +141,23 @@ pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
     }
 }
 
+/// `y += s · dequantize(x)` for Q8_0 blocks with the kernels of `isa` (bit-identical at every
+/// level: each element is one fused multiply-add of an exact product).
+pub(crate) fn mad_q8_0(isa: Isa, y: &mut [f32], x: &[BlockQ8_0], s: f32) {
+    let n = (x.len() * QK).min(y.len() / QK * QK);
+    let (y, x) = (&mut y[..n], &x[..n / QK]);
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    #[cfg(target_arch = "x86_64")]
+    if x86::mad_q8_0(isa, y, x, s) {
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::mad_q8_0(isa, y, x, s) {
+        return;
+    }
+    scalar::mad_q8_0(y, x, s);
+}
+
 /// `out[r]` = dot(row r of `w`, `act`) with the kernels of `isa` (scalar where the CPU lacks it or
 /// the level has no kernel for `ty`); see [`crate::quant::matvec`].
 pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]) {

@@ -77,6 +77,18 @@ pub fn dequantize_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
     }
 }
 
+/// `y += s · dequantize(x)` with one rounding per element: `d · q` is exact in f32 (an f16 scale
+/// times an 8-bit integer), so this is `fmaf(d · q, s, y)`, what a vector FMA computes in any
+/// lane order (ggml_vec_mad_f32 over a dequantized Q8_0 value row in its flash attention).
+pub fn mad_q8_0(y: &mut [f32], x: &[BlockQ8_0], s: f32) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK)) {
+        let d = f16_to_f32(b.d);
+        for (y, &q) in y.iter_mut().zip(&b.qs) {
+            *y = libm::fmaf(f32::from(q) * d, s, *y);
+        }
+    }
+}
+
 /// Q8_1 blocks to f32 (ggml has no such function; the value is d * q as for Q8_0).
 pub fn dequantize_q8_1(x: &[BlockQ8_1], y: &mut [f32]) {
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK)) {

@@ -95,6 +95,65 @@ pub(super) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> b
     }
 }
 
+/// `y += s · dequantize(x)` (Q8_0) at `isa`; `y` holds exactly `x.len()` blocks of elements.
+pub(super) fn mad_q8_0(
+    isa: Isa,
+    y: &mut [f32],
+    x: &[crate::quant::blocks::BlockQ8_0],
+    s: f32,
+) -> bool {
+    if !has(isa) {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature these functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 | Isa::AvxVnni => mad_q8_0_avx2(y, x, s),
+            Isa::Avx512 | Isa::Avx512Vnni => mad_q8_0_avx512(y, x, s),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mad_q8_0_avx2(y: &mut [f32], x: &[crate::quant::blocks::BlockQ8_0], s: f32) {
+    let vs = _mm256_set1_ps(s);
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+            u16::from_le_bytes(b.d),
+        )))));
+        for (q, y) in b.qs.chunks_exact(8).zip(y.chunks_exact_mut(8)) {
+            // SAFETY: `q` has 8 bytes and `y` 8 floats, the widths these loads and the store use.
+            unsafe {
+                let q8 = _mm_loadl_epi64(q.as_ptr().cast());
+                let v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d);
+                let acc = _mm256_loadu_ps(y.as_ptr());
+                _mm256_storeu_ps(y.as_mut_ptr(), _mm256_fmadd_ps(v, vs, acc));
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,f16c")]
+fn mad_q8_0_avx512(y: &mut [f32], x: &[crate::quant::blocks::BlockQ8_0], s: f32) {
+    let vs = _mm512_set1_ps(s);
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(32)) {
+        let d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+            u16::from_le_bytes(b.d),
+        )))));
+        for (q, y) in b.qs.chunks_exact(16).zip(y.chunks_exact_mut(16)) {
+            // SAFETY: `q` has 16 bytes and `y` 16 floats, the widths these loads and the store use.
+            unsafe {
+                let q8 = _mm_loadu_si128(q.as_ptr().cast());
+                let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)), d);
+                let acc = _mm512_loadu_ps(y.as_ptr());
+                _mm512_storeu_ps(y.as_mut_ptr(), _mm512_fmadd_ps(v, vs, acc));
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- level-specific primitives
 
 /// Sums of four u8 × i8 products per i32 lane (no saturation for |b| <= 127).
