@@ -78,6 +78,32 @@ pub(super) fn matvec(
     }
 }
 
+/// Runs `matmul` at `isa` if this module has kernels for it; `false` leaves the work to the caller.
+pub(super) fn matmul(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    w_row: usize,
+    act: &[u8],
+    act_row: usize,
+    out: &mut [f32],
+) -> bool {
+    let cols = act.len() / act_row.max(1);
+    if !has(isa) || cols == 0 {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature the level's functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 => avx2::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::AvxVnni => avxvnni::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::Avx512 => avx512::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::Avx512Vnni => avx512vnni::matmul(ty, w, w_row, act, act_row, cols, out),
+            _ => false,
+        }
+    }
+}
+
 /// Quantizes an activation row at `isa` if this module has a kernel for it.
 pub(super) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
     if !has(isa) {
@@ -162,6 +188,24 @@ macro_rules! rows4 {
         for (o, w) in (&mut o4).zip(&mut w4) {
             let mut rows = w.chunks_exact($w_row);
             let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            o.copy_from_slice(&$kernel::<4, 1>(x, [act])[0]);
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().iter_mut().zip(rest) {
+            *o = $kernel::<1, 1>([as_blocks(row)], [act])[0][0];
+        }
+    }};
+}
+
+/// `rows4!` for the 512-bit kernels, which take one activation.
+macro_rules! rows4_wide {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident) => {{
+        let act = as_blocks($act);
+        let mut o4 = $out.chunks_exact_mut(4);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
             o.copy_from_slice(&$kernel::<4>(x, act));
         }
         let rest = w4.remainder().chunks_exact($w_row);
@@ -171,58 +215,133 @@ macro_rules! rows4 {
     }};
 }
 
-/// A dot-product kernel for `R` rows of a 32-element block type, sharing each activation block.
-/// `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for i8 × i8),
-/// `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or d · sum in the
-/// high half, if any).
+/// Activation columns a matrix-product tile takes at once.
+const TILE_COLS: usize = 4;
+
+/// `out[r * cols + c]` = `$kernel`(row r, column c of `act`) in tiles of four rows ×
+/// [`TILE_COLS`] columns (then single rows and columns), so each weight block is decoded once per
+/// tile; each pair runs the matrix-vector operations, so every column equals its `rows4!` result.
+macro_rules! tiles {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
+        let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
+        let mut o4 = $out.chunks_exact_mut(4 * $cols);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            tile_cols!(o, x, 4, $cols, col, $kernel);
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().chunks_exact_mut($cols).zip(rest) {
+            let x = [as_blocks(row)];
+            tile_cols!(o, x, 1, $cols, col, $kernel);
+        }
+    }};
+}
+
+/// One row group of `tiles!` over all columns.
+macro_rules! tile_cols {
+    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident) => {{
+        let mut c = 0;
+        while c + super::TILE_COLS <= $cols {
+            let y: [_; super::TILE_COLS] = core::array::from_fn(|k| $col(c + k));
+            let t = $kernel::<$r, { super::TILE_COLS }>($x, y);
+            for (k, t) in t.iter().enumerate() {
+                for (i, v) in t.iter().enumerate() {
+                    $o[i * $cols + c + k] = *v;
+                }
+            }
+            c += super::TILE_COLS;
+        }
+        while c < $cols {
+            let t = $kernel::<$r, 1>($x, [$col(c)]);
+            for (i, v) in t[0].iter().enumerate() {
+                $o[i * $cols + c] = *v;
+            }
+            c += 1;
+        }
+    }};
+}
+
+/// `out[r * cols + c]` = `$dot`(row r, column c): each row's kernel once per column while the
+/// row is in L1 (the types without a multi-column kernel).
+macro_rules! rows_cols {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $dot:expr) => {{
+        for (o, row) in $out.chunks_exact_mut($cols).zip($w.chunks_exact($w_row)) {
+            for (c, o) in o.iter_mut().enumerate() {
+                *o = $dot(
+                    as_blocks(row),
+                    as_blocks(&$act[c * $act_row..(c + 1) * $act_row]),
+                );
+            }
+        }
+    }};
+}
+
+/// A dot-product kernel for `R` rows × `C` activation columns of a 32-element block type: each
+/// weight block's quants are decoded once for all columns, each activation block loaded once for
+/// all rows. `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for
+/// i8 × i8), `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or
+/// d · sum in the high half, if any). Every (row, column) pair runs the same operations in the
+/// same order whatever `R` and `C` are, so a matrix product gives each column exactly its
+/// matrix-vector result.
 macro_rules! legacy_rows {
     ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
      $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
-        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
-            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+        fn $name<const R: usize, const C: usize>(x: [&[$X]; R], y: [&[$Y]; C]) -> [[f32; R]; C] {
+            let nb = x.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+            let nb = y.iter().fold(nb, |n, y| n.min(y.len()));
             let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
-            let y = y.get(..nb).unwrap_or(&[]);
-            let mut acc = [_mm256_setzero_ps(); R];
-            let mut accm = [_mm_setzero_ps(); R];
-            for (b, yb) in y.iter().enumerate() {
-                let ys: fn(&$Y) -> u32 = $ys;
-                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
-                let qy = load32i(&yb.qs);
+            let y = y.map(|y| y.get(..nb).unwrap_or(&[]));
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            let mut accm = [[_mm_setzero_ps(); R]; C];
+            let xs: fn(&$X) -> u32 = $xs;
+            let ys: fn(&$Y) -> u32 = $ys;
+            for b in 0..nb {
+                let yv = y.map(|y| _mm_cvtph_ps(_mm_cvtsi32_si128(ys(&y[b]) as i32)));
+                let qy = y.map(|y| load32i(&y[b].qs));
                 // Unsigned quants stored with an offset: the offset times the activation sum,
                 // once for all rows, replaces a per-row sign trick.
-                let ysum = if $off != 0 {
-                    _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
-                } else {
-                    _mm256_setzero_si256()
-                };
+                let ysum = qy.map(|qy| {
+                    if $off != 0 {
+                        _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                    } else {
+                        _mm256_setzero_si256()
+                    }
+                });
                 for r in 0..R {
                     // The next row group, R rows on: short rows defeat the hardware prefetcher.
                     let ahead = (R * nb + b) * core::mem::size_of::<$X>();
                     _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
                     let $xb = &x[r][b];
-                    let xs: fn(&$X) -> u32 = $xs;
-                    // [xd · yd, xm · ys]: one conversion and one product for both terms.
-                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32)), yv);
-                    if $min {
-                        accm[r] = _mm_add_ps(accm[r], p);
+                    let xv = _mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32));
+                    let q = $quants;
+                    for c in 0..C {
+                        // [xd · yd, xm · ys]: one product for both terms.
+                        let p = _mm_mul_ps(xv, yv[c]);
+                        if $min {
+                            accm[c][r] = _mm_add_ps(accm[c][r], p);
+                        }
+                        let mut dot = $mul(q, qy[c]);
+                        if $off != 0 {
+                            dot = _mm256_sub_epi32(dot, ysum[c]);
+                        }
+                        let sum = _mm256_cvtepi32_ps(dot);
+                        acc[c][r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[c][r]);
                     }
-                    let mut dot = $mul($quants, qy);
-                    if $off != 0 {
-                        dot = _mm256_sub_epi32(dot, ysum);
-                    }
-                    let sum = _mm256_cvtepi32_ps(dot);
-                    acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[r]);
                 }
             }
-            let mut out = [0.0f32; R];
-            for r in 0..R {
-                let m = if $min {
-                    _mm_cvtss_f32(_mm_movehdup_ps(accm[r]))
-                } else {
-                    0.0
-                };
-                out[r] = hsum_ps(acc[r]) + m;
+            let mut out = [[0.0f32; R]; C];
+            for c in 0..C {
+                for r in 0..R {
+                    let m = if $min {
+                        _mm_cvtss_f32(_mm_movehdup_ps(accm[c][r]))
+                    } else {
+                        0.0
+                    };
+                    out[c][r] = hsum_ps(acc[c][r]) + m;
+                }
             }
             out
         }
@@ -333,10 +452,10 @@ macro_rules! avx512_family {
                 GgmlType::Q4_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_1),
-                GgmlType::Q4_0 => rows4!(out, w, w_row, act, wide_q4_0),
-                GgmlType::Q4_1 => rows4!(out, w, w_row, act, wide_q4_1),
-                GgmlType::Q5_0 => rows4!(out, w, w_row, act, wide_q5_0),
-                GgmlType::Q5_1 => rows4!(out, w, w_row, act, wide_q5_1),
+                GgmlType::Q4_0 => rows4_wide!(out, w, w_row, act, wide_q4_0),
+                GgmlType::Q4_1 => rows4_wide!(out, w, w_row, act, wide_q4_1),
+                GgmlType::Q5_0 => rows4_wide!(out, w, w_row, act, wide_q5_0),
+                GgmlType::Q5_1 => rows4_wide!(out, w, w_row, act, wide_q5_1),
                 // Q8_0's signed products cost more at 512 bits (no vpsignb: a mask, abs and a
                 // masked subtract, on two ports) than in the 256-bit kernel: measured slower.
                 _ => return matvec256(ty, w, w_row, act, out),
@@ -516,6 +635,35 @@ macro_rules! avx2_family {
                 GgmlType::F32 => rows!(out, w, w_row, act, dot_f32),
                 GgmlType::F16 => rows!(out, w, w_row, act, dot_half::<false>),
                 GgmlType::BF16 => rows!(out, w, w_row, act, dot_half::<true>),
+                _ => return false,
+            }
+            true
+        }
+
+        /// `out[r * cols + c]` = dot(row r, activation column c) for the types this level has;
+        /// `w` holds `out.len() / cols` rows, `act` `cols` activation rows of `act_row` bytes.
+        #[target_feature(enable = $features)]
+        pub(super) fn matmul256(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            act_row: usize,
+            cols: usize,
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                GgmlType::Q4_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_0),
+                GgmlType::Q4_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_1),
+                GgmlType::Q5_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_0),
+                GgmlType::Q5_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_1),
+                GgmlType::Q8_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q8_0),
+                GgmlType::Q4_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q4_k),
+                GgmlType::Q5_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q5_k),
+                GgmlType::Q6_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q6_k),
+                GgmlType::F32 => rows_cols!(out, w, w_row, act, act_row, cols, dot_f32),
+                GgmlType::F16 => rows_cols!(out, w, w_row, act, act_row, cols, dot_half::<false>),
+                GgmlType::BF16 => rows_cols!(out, w, w_row, act, act_row, cols, dot_half::<true>),
                 _ => return false,
             }
             true
@@ -1192,6 +1340,7 @@ macro_rules! avx2_family {
 
 pub(super) mod avx2 {
     avx2_family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::bits32_avx2);
+    pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
@@ -1201,6 +1350,7 @@ pub(super) mod avxvnni {
         super::mul_sum_us8_avxvnni,
         super::bits32_avx2
     );
+    pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
@@ -1215,6 +1365,7 @@ pub(super) mod avx512 {
         super::mul_sum_us8_512,
         super::mul_sum_us8_avx2
     );
+    pub(super) use matmul256 as matmul;
 }
 
 pub(super) mod avx512vnni {
@@ -1228,4 +1379,5 @@ pub(super) mod avx512vnni {
         super::mul_sum_us8_512_vnni,
         super::mul_sum_us8_avx512vnni
     );
+    pub(super) use matmul256 as matmul;
 }
