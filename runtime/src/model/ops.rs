@@ -49,6 +49,110 @@ pub fn matvecs<const N: usize>(
     }
 }
 
+/// A batch of rows of `width` floats, one per token, each starting `stride` after the previous.
+#[derive(Clone, Copy)]
+pub struct Rows {
+    /// Tokens.
+    pub n: usize,
+    /// Elements of a row that are used.
+    pub width: usize,
+    /// Elements from one row's start to the next one's.
+    pub stride: usize,
+}
+
+impl Rows {
+    /// Row `i` of `x`.
+    pub fn row<'x>(&self, x: &'x [f32], i: usize) -> &'x [f32] {
+        &x[i * self.stride..i * self.stride + self.width]
+    }
+
+    /// Row `i` of `x`, mutably.
+    pub fn row_mut<'x>(&self, x: &'x mut [f32], i: usize) -> &'x mut [f32] {
+        &mut x[i * self.stride..i * self.stride + self.width]
+    }
+}
+
+/// Batched [`matvecs`]: for each of the `n` token rows of `x` (`x_rows`), `out_k` row =
+/// `W_k · x` row, every output bit-identical to [`matvecs`] of that row. `x` is quantized once per
+/// row into `act`; the kernels write weight-row-major into `mm` (threads split it by weight rows),
+/// which is then copied into the token-major outputs (row `i` of product k at `i × stride_k`).
+pub fn matmuls<const N: usize>(
+    x: &[f32],
+    x_rows: Rows,
+    act: &mut [u8],
+    mm: &mut [f32],
+    mut products: [(&Weight<'_>, &mut [f32], usize); N],
+) {
+    let n = x_rows.n;
+    let key = |w: &Weight<'_>| (w.ty.vec_dot_type(), w.cols);
+    let first = products.first().map(|(w, _, _)| key(w));
+    if !products.iter().all(|(w, _, _)| Some(key(w)) == first) {
+        // Different activation formats: one product at a time, as matvecs does.
+        for (w, out, stride) in products.iter_mut() {
+            matmuls(x, x_rows, act, mm, [(*w, &mut **out, *stride)]);
+        }
+        return;
+    }
+    let Some((aty, cols)) = first else {
+        return;
+    };
+    let ar = aty.row_bytes(cols).unwrap_or(0);
+    for i in 0..n {
+        let row = &x[i * x_rows.stride..i * x_rows.stride + cols];
+        // Shapes were checked at load, so this only fails on a runtime bug.
+        let _ = quant::quantize_act_row(aty, row, &mut act[i * ar..(i + 1) * ar]);
+    }
+    {
+        let act = &act[..n * ar];
+        // Each product's weight-row-major block of `mm`, in product order.
+        let mut parts: [&mut [f32]; N] = [(); N].map(|_| &mut [][..]);
+        let mut rest = &mut mm[..];
+        for (p, (w, _, _)) in parts.iter_mut().zip(&products) {
+            let (head, tail) = core::mem::take(&mut rest).split_at_mut(w.rows * n);
+            *p = head;
+            rest = tail;
+        }
+        let ws = products.each_ref().map(|p| p.0);
+        mm_rows(ws, parts, act, n);
+    }
+    let mut at = 0;
+    for (w, out, stride) in products.iter_mut() {
+        let block = &mm[at..at + w.rows * n];
+        for i in 0..n {
+            let o = &mut out[i * *stride..i * *stride + w.rows];
+            for (r, v) in o.iter_mut().enumerate() {
+                *v = block[r * n + i];
+            }
+        }
+        at += w.rows * n;
+    }
+    // LoRA deltas per token, after all base products, as in matvecs.
+    for (w, out, stride) in products {
+        if w.lora.is_some() {
+            for i in 0..n {
+                let xi = &x[i * x_rows.stride..i * x_rows.stride + cols];
+                lora::add_deltas(w.lora, xi, act, &mut out[i * stride..i * stride + w.rows]);
+            }
+        }
+    }
+}
+
+/// The matrix kernels over all rows of each product, as one job split by weight rows over the
+/// threads of [`crate::threads`] (each output is the same dot product whatever thread runs it).
+fn mm_rows<const N: usize>(ws: [&Weight<'_>; N], parts: [&mut [f32]; N], act: &[u8], n: usize) {
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 {
+        crate::threads::for_each_part(parts, ROW_ALIGN * n, |k, first, out| {
+            let w = ws[k];
+            quant::matmul_rows(w.ty, w.cols, w.data, act, n, first / n, out);
+        });
+        return;
+    }
+    for (w, out) in ws.into_iter().zip(parts) {
+        quant::matmul(w.ty, w.cols, w.data, act, n, out);
+    }
+}
+
 /// Products smaller than this many weight bytes stay on one thread: below it, handing rows to
 /// another thread costs more than it saves (runtime/benches/threads.rs: Q4_1 at 2 threads was
 /// slower at 11 KiB, even at 22 KiB, 1.2× faster at 33 KiB).
@@ -57,7 +161,6 @@ const MIN_PARALLEL_BYTES: usize = 32 << 10;
 
 /// Rows per thread part are a multiple of this: whole 4-row kernel groups, and 32-byte runs of
 /// output.
-#[cfg(feature = "threads")]
 const ROW_ALIGN: usize = 8;
 
 /// Runs the kernel over all rows of each product with the same quantized input, as one job split
