@@ -329,8 +329,15 @@ pub fn expf_ggml(x: f32) -> f32 {
         u,
         fma32(c(0x3f7f_fff6), b, 1.0),
     );
-    // scalef: j · 2^n with one rounding.
-    (j as f64 * libm::exp2(n as f64)) as f32
+    // scalef: j · 2^n with one rounding; |n| ≤ 192 here, so 2^n is a normal f64 built exactly
+    // from its exponent bits (libm's exp2 gives the same number, far slower).
+    (j as f64 * pow2(n as i64)) as f32
+}
+
+/// 2^n as an f64, for n within the normal exponent range.
+#[inline(always)]
+fn pow2(n: i64) -> f64 {
+    f64::from_bits(((n + 1023) as u64) << 52)
 }
 
 /// Causal attention of one query position over `n_pos` cached positions, grouped-query aware.
@@ -548,6 +555,13 @@ mod tests {
             c.copy_from_slice(&x.to_le_bytes());
         }
         b
+    }
+
+    #[test]
+    fn pow2_is_libm_exp2_on_the_exponents_expf_uses() {
+        for n in -192..=192i64 {
+            assert_eq!(pow2(n).to_bits(), libm::exp2(n as f64).to_bits(), "2^{n}");
+        }
     }
 
     #[test]
