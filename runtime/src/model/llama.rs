@@ -1,7 +1,9 @@
 //! Llama (SmolLM2, TinyLlama, Llama 2/3): pre-norm decoder with RMSNorm, RoPE,
 //! grouped-query attention and a SwiGLU feed-forward block (Touvron et al., 2023).
 
-use super::ops::{add_bias, attend, embed, matmuls, matvec, matvecs, rmsnorm, rope, swiglu, Rows};
+use super::ops::{
+    add_bias, attend, attend_batch, embed, matmuls, matvec, matvecs, rmsnorm, rope, swiglu, Rows,
+};
 use super::weights::Loader;
 use super::{Batch, LayerWeights, Model, ModelError, State};
 use crate::kv::KvCache;
@@ -112,6 +114,8 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
     }
     let (d, q_dim, kv_dim, ff) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff);
     let wide = d.max(q_dim);
+    // A token's query and attention output side by side.
+    let qo = q_dim + wide;
     let scale = 1.0 / libm::sqrtf(c.head_dim as f32);
     let rows = |width, stride| Rows { n, width, stride };
     let (xr, xbr) = (rows(d, d), rows(d, wide));
@@ -135,14 +139,14 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
             b.act,
             b.mm,
             [
-                (&w.wq, &mut *b.q, q_dim),
+                (&w.wq, &mut *b.q, qo),
                 (&w.wk, &mut *b.k, kv_dim),
                 (&w.wv, &mut *b.v, kv_dim),
             ],
         );
         for i in 0..n {
             let (q, k, v) = (
-                rows(q_dim, q_dim).row_mut(b.q, i),
+                rows(q_dim, qo).row_mut(b.q, i),
                 rows(kv_dim, kv_dim).row_mut(b.k, i),
                 rows(kv_dim, kv_dim).row_mut(b.v, i),
             );
@@ -156,14 +160,11 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
             kv.store(l, pos + i, k, v);
         }
         // Causal: token i sees the cache up to its own position.
-        for i in 0..n {
-            let q = rows(q_dim, q_dim).row_mut(b.q, i);
-            let out = rows(wide, wide).row_mut(b.xb2, i);
-            attend(out, q, kv.layer(l, pos + i + 1), pos + i + 1, c, scale);
-        }
+        attend_batch(b.q, rows(q_dim, qo), kv, l, pos, c, scale);
+        let out = &b.q[q_dim..];
         matmuls(
-            b.xb2,
-            rows(q_dim, wide),
+            out,
+            rows(q_dim, qo),
             b.act,
             b.mm,
             [(&w.wo, &mut *b.xb, wide)],

@@ -2,7 +2,7 @@
 
 use super::{lora, math};
 use super::{Config, RopeKind, Vector, Weight};
-use crate::kv::KvLayer;
+use crate::kv::{KvCache, KvLayer};
 use crate::quant;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -416,6 +416,37 @@ pub fn attend(
     match kv {
         KvLayer::F16 { k, v } => attention(out, q, k, v, n_pos, c, scale),
         KvLayer::F32 { k, v } => attention_f32(out, q, k, v, n_pos, c, scale),
+    }
+}
+
+/// Causal attention for a batch: token `i` of `qo` (its query in the first `q.width` elements of
+/// its row, its output after them) at position `pos + i` attends to the first `pos + i + 1`
+/// positions of layer `l`, exactly as [`attend`] one token at a time; threads take whole tokens.
+pub fn attend_batch(
+    qo: &mut [f32],
+    q: Rows,
+    kv: &KvCache<'_>,
+    l: usize,
+    pos: usize,
+    c: &Config,
+    scale: f32,
+) {
+    let one = |i: usize, row: &mut [f32]| {
+        let (q, out) = row.split_at_mut(q.width);
+        attend(out, q, kv.layer(l, pos + i + 1), pos + i + 1, c, scale);
+    };
+    let qo = &mut qo[..q.n * q.stride];
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 {
+        crate::threads::for_each_part([qo], q.stride, |_, first, part| {
+            for (j, row) in part.chunks_mut(q.stride).enumerate() {
+                one(first / q.stride + j, row);
+            }
+        });
+        return;
+    }
+    for (i, row) in qo.chunks_mut(q.stride).enumerate() {
+        one(i, row);
     }
 }
 

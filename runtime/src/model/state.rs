@@ -62,9 +62,8 @@ pub struct Batch<'m> {
     pub x: &'m mut [f32],
     /// Normed inputs / block outputs, `n × max(n_embd, q_dim)`.
     pub xb: &'m mut [f32],
-    /// Attention outputs, `n × max(n_embd, q_dim)`.
-    pub xb2: &'m mut [f32],
-    /// Queries, `n × q_dim`.
+    /// Each token's query and attention output side by side, `n × (q_dim + max(n_embd, q_dim))`,
+    /// so that threads can take whole tokens of attention.
     pub q: &'m mut [f32],
     /// Keys, `n × kv_dim`.
     pub k: &'m mut [f32],
@@ -83,7 +82,7 @@ pub struct Batch<'m> {
 
 /// Element counts of each [`Batch`] buffer for `n_batch` tokens, in field order (after `n`); all
 /// zero when `n_batch` ≤ 1, where prompts run one token at a time in [`State`].
-pub fn batch_sizes(c: &super::Config, n_batch: usize) -> [(usize, usize); 10] {
+pub fn batch_sizes(c: &super::Config, n_batch: usize) -> [(usize, usize); 9] {
     let s = state_sizes(c);
     let widest = c.n_embd.max(c.q_dim()).max(c.n_ff);
     let n = if n_batch > 1 { n_batch } else { 0 };
@@ -91,8 +90,7 @@ pub fn batch_sizes(c: &super::Config, n_batch: usize) -> [(usize, usize); 10] {
     [
         (n * s[0].0, 4),
         (n * s[1].0, 4),
-        (n * s[2].0, 4),
-        (n * s[3].0, 4),
+        (n * (s[3].0 + s[2].0), 4),
         (n * s[4].0, 4),
         (n * s[5].0, 4),
         (n * s[6].0, 4),

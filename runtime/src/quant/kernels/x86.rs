@@ -613,11 +613,21 @@ macro_rules! avx512_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => tiles512!(out, w, w_row, act, act_row, cols, tile_q4_0, rows_q4_0),
-                GgmlType::Q4_1 => tiles512!(out, w, w_row, act, act_row, cols, tile_q4_1, rows_q4_1),
-                GgmlType::Q5_0 => tiles512!(out, w, w_row, act, act_row, cols, tile_q5_0, rows_q5_0),
-                GgmlType::Q5_1 => tiles512!(out, w, w_row, act, act_row, cols, tile_q5_1, rows_q5_1),
-                GgmlType::Q8_0 => tiles512!(out, w, w_row, act, act_row, cols, tile_q8_0, rows_q8_0),
+                GgmlType::Q4_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q4_0, rows_q4_0)
+                }
+                GgmlType::Q4_1 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q4_1, rows_q4_1)
+                }
+                GgmlType::Q5_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q5_0, rows_q5_0)
+                }
+                GgmlType::Q5_1 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q5_1, rows_q5_1)
+                }
+                GgmlType::Q8_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q8_0, rows_q8_0)
+                }
                 _ => return matmul256(ty, w, w_row, act, act_row, cols, out),
             }
             true
