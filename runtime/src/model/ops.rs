@@ -161,6 +161,7 @@ const MIN_PARALLEL_BYTES: usize = 32 << 10;
 
 /// Rows per thread part are a multiple of this: whole 4-row kernel groups, and 32-byte runs of
 /// output.
+#[cfg(feature = "threads")]
 const ROW_ALIGN: usize = 8;
 
 /// Runs the kernel over all rows of each product with the same quantized input, as one job split

@@ -8,6 +8,9 @@
 //!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
 //!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
 //!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
+//! - Matrix products (`matmul`, batched prompts) run the same per-pair operations over tiles of
+//!   four rows × several activation columns (`tiles!`; on AVX-512 two columns per 512-bit vector,
+//!   `tiles512!`), so each column is bit-identical to its matrix-vector result.
 //! - Every kernel prefetches the next rows: model rows are a few hundred bytes, too short for the
 //!   hardware prefetcher, and the output head otherwise ran at a quarter of the L3 bandwidth.
 //! - The integer parts of the dot products are exact; the float parts (per-block scales) are
