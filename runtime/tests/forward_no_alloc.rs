@@ -5,7 +5,7 @@
 use edgelm::gguf::Gguf;
 use edgelm::kv::KvType;
 use edgelm::model::{LayerWeights, Model};
-use edgelm::plan::{plan, plan_with};
+use edgelm::plan::{plan, plan_batch, plan_with};
 use edgelm::sampler::{Sampler, SamplerParams};
 use edgelm::session::Session;
 
@@ -47,6 +47,22 @@ fn greedy_paris_with_caller_memory_only() {
     let mut mem = vec![0u8; p.total_bytes];
     let mut s = Session::with_kv(&model, &mut mem, 64, KvType::F32).unwrap();
     assert_eq!(s.kv_type(), KvType::F32);
+    s.eval_all(&[504, 3575, 282, 4649, 314]).unwrap();
+    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let mut out = [0u32; 4];
+    for o in out.iter_mut() {
+        *o = s.sample(&mut sampler);
+        s.eval(*o).unwrap();
+    }
+    assert_eq!(out, [7042, 30, 198, 198]);
+
+    // Batched prefill in caller memory: the plan sizes the batch buffers; batches of 2 cover a
+    // prompt of 5 with a short last one.
+    let p = plan_batch(&model.config, 64, KvType::F16, 2).unwrap();
+    assert_eq!(p.n_batch, 2);
+    assert!(p.scratch_bytes > plan(&model.config, 64).unwrap().scratch_bytes);
+    let mut mem = vec![0u8; p.total_bytes];
+    let mut s = Session::with_batch(&model, &mut mem, 64, KvType::F16, 2).unwrap();
     s.eval_all(&[504, 3575, 282, 4649, 314]).unwrap();
     let mut sampler = Sampler::new(SamplerParams::greedy());
     let mut out = [0u32; 4];

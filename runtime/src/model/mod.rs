@@ -19,7 +19,7 @@ mod weights;
 pub use config::{Activation, Arch, Config, RopeKind, ACTIVATION_KEY};
 pub use error::ModelError;
 pub use lora::{Adapter, LoraDelta, LoraError, MAX_LORA_RANK};
-pub use state::{state_sizes, State};
+pub use state::{batch_sizes, state_sizes, Batch, State};
 pub use weights::{LayerWeights, Vector, Weight};
 
 use crate::gguf::Gguf;

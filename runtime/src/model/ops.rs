@@ -2,7 +2,7 @@
 
 use super::{lora, math};
 use super::{Config, RopeKind, Vector, Weight};
-use crate::kv::KvLayer;
+use crate::kv::{KvCache, KvLayer};
 use crate::quant;
 use crate::quant::blocks::BlockQ8_0;
 use crate::quant::GgmlType;
@@ -49,6 +49,110 @@ pub fn matvecs<const N: usize>(
     // LoRA deltas come after all base products, which share the quantized `x` in `act`.
     for (w, out) in products {
         lora::add_deltas(w.lora, x, act, out);
+    }
+}
+
+/// A batch of rows of `width` floats, one per token, each starting `stride` after the previous.
+#[derive(Clone, Copy)]
+pub struct Rows {
+    /// Tokens.
+    pub n: usize,
+    /// Elements of a row that are used.
+    pub width: usize,
+    /// Elements from one row's start to the next one's.
+    pub stride: usize,
+}
+
+impl Rows {
+    /// Row `i` of `x`.
+    pub fn row<'x>(&self, x: &'x [f32], i: usize) -> &'x [f32] {
+        &x[i * self.stride..i * self.stride + self.width]
+    }
+
+    /// Row `i` of `x`, mutably.
+    pub fn row_mut<'x>(&self, x: &'x mut [f32], i: usize) -> &'x mut [f32] {
+        &mut x[i * self.stride..i * self.stride + self.width]
+    }
+}
+
+/// Batched [`matvecs`]: for each of the `n` token rows of `x` (`x_rows`), `out_k` row =
+/// `W_k · x` row, every output bit-identical to [`matvecs`] of that row. `x` is quantized once per
+/// row into `act`; the kernels write weight-row-major into `mm` (threads split it by weight rows),
+/// which is then copied into the token-major outputs (row `i` of product k at `i × stride_k`).
+pub fn matmuls<const N: usize>(
+    x: &[f32],
+    x_rows: Rows,
+    act: &mut [u8],
+    mm: &mut [f32],
+    mut products: [(&Weight<'_>, &mut [f32], usize); N],
+) {
+    let n = x_rows.n;
+    let key = |w: &Weight<'_>| (w.ty.vec_dot_type(), w.cols);
+    let first = products.first().map(|(w, _, _)| key(w));
+    if !products.iter().all(|(w, _, _)| Some(key(w)) == first) {
+        // Different activation formats: one product at a time, as matvecs does.
+        for (w, out, stride) in products.iter_mut() {
+            matmuls(x, x_rows, act, mm, [(*w, &mut **out, *stride)]);
+        }
+        return;
+    }
+    let Some((aty, cols)) = first else {
+        return;
+    };
+    let ar = aty.row_bytes(cols).unwrap_or(0);
+    for i in 0..n {
+        let row = &x[i * x_rows.stride..i * x_rows.stride + cols];
+        // Shapes were checked at load, so this only fails on a runtime bug.
+        let _ = quant::quantize_act_row(aty, row, &mut act[i * ar..(i + 1) * ar]);
+    }
+    {
+        let act = &act[..n * ar];
+        // Each product's weight-row-major block of `mm`, in product order.
+        let mut parts: [&mut [f32]; N] = [(); N].map(|_| &mut [][..]);
+        let mut rest = &mut mm[..];
+        for (p, (w, _, _)) in parts.iter_mut().zip(&products) {
+            let (head, tail) = core::mem::take(&mut rest).split_at_mut(w.rows * n);
+            *p = head;
+            rest = tail;
+        }
+        let ws = products.each_ref().map(|p| p.0);
+        mm_rows(ws, parts, act, n);
+    }
+    let mut at = 0;
+    for (w, out, stride) in products.iter_mut() {
+        let block = &mm[at..at + w.rows * n];
+        for i in 0..n {
+            let o = &mut out[i * *stride..i * *stride + w.rows];
+            for (r, v) in o.iter_mut().enumerate() {
+                *v = block[r * n + i];
+            }
+        }
+        at += w.rows * n;
+    }
+    // LoRA deltas per token, after all base products, as in matvecs.
+    for (w, out, stride) in products {
+        if w.lora.is_some() {
+            for i in 0..n {
+                let xi = &x[i * x_rows.stride..i * x_rows.stride + cols];
+                lora::add_deltas(w.lora, xi, act, &mut out[i * stride..i * stride + w.rows]);
+            }
+        }
+    }
+}
+
+/// The matrix kernels over all rows of each product, as one job split by weight rows over the
+/// threads of [`crate::threads`] (each output is the same dot product whatever thread runs it).
+fn mm_rows<const N: usize>(ws: [&Weight<'_>; N], parts: [&mut [f32]; N], act: &[u8], n: usize) {
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 {
+        crate::threads::for_each_part(parts, ROW_ALIGN * n, |k, first, out| {
+            let w = ws[k];
+            quant::matmul_rows(w.ty, w.cols, w.data, act, n, first / n, out);
+        });
+        return;
+    }
+    for (w, out) in ws.into_iter().zip(parts) {
+        quant::matmul(w.ty, w.cols, w.data, act, n, out);
     }
 }
 
@@ -229,8 +333,15 @@ pub fn expf_ggml(x: f32) -> f32 {
         u,
         fma32(c(0x3f7f_fff6), b, 1.0),
     );
-    // scalef: j · 2^n with one rounding.
-    (j as f64 * libm::exp2(n as f64)) as f32
+    // scalef: j · 2^n with one rounding; |n| ≤ 192 here, so 2^n is a normal f64 built exactly
+    // from its exponent bits (libm's exp2 gives the same number, far slower).
+    (j as f64 * pow2(n as i64)) as f32
+}
+
+/// 2^n as an f64, for n within the normal exponent range.
+#[inline(always)]
+fn pow2(n: i64) -> f64 {
+    f64::from_bits(((n + 1023) as u64) << 52)
 }
 
 /// Causal attention of one query position over `n_pos` cached positions, grouped-query aware.
@@ -380,6 +491,37 @@ pub fn attention_q8_0(
     }
 }
 
+/// Causal attention for a batch: token `i` of `qo` (its query in the first `q.width` elements of
+/// its row, its output after them) at position `pos + i` attends to the first `pos + i + 1`
+/// positions of layer `l`, exactly as [`attend`] one token at a time; threads take whole tokens.
+pub fn attend_batch(
+    qo: &mut [f32],
+    q: Rows,
+    kv: &KvCache<'_>,
+    l: usize,
+    pos: usize,
+    c: &Config,
+    scale: f32,
+) {
+    let one = |i: usize, row: &mut [f32]| {
+        let (q, out) = row.split_at_mut(q.width);
+        attend(out, q, kv.layer(l, pos + i + 1), pos + i + 1, c, scale);
+    };
+    let qo = &mut qo[..q.n * q.stride];
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 {
+        crate::threads::for_each_part([qo], q.stride, |_, first, part| {
+            for (j, row) in part.chunks_mut(q.stride).enumerate() {
+                one(first / q.stride + j, row);
+            }
+        });
+        return;
+    }
+    for (i, row) in qo.chunks_mut(q.stride).enumerate() {
+        one(i, row);
+    }
+}
+
 /// Causal attention of one query position over `n_pos` cached f32 positions, in f32 throughout:
 /// the query is not rounded, scores are f32 dot products, the softmax subtracts the running
 /// maximum (online, so no buffer grows with the context) and values are accumulated in f32.
@@ -516,6 +658,13 @@ mod tests {
             c.copy_from_slice(&x.to_le_bytes());
         }
         b
+    }
+
+    #[test]
+    fn pow2_is_libm_exp2_on_the_exponents_expf_uses() {
+        for n in -192..=192i64 {
+            assert_eq!(pow2(n).to_bits(), libm::exp2(n as f64).to_bits(), "2^{n}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and the carving of one caller-provided buffer into the KV cache and scratch buffers.
 
 use crate::kv::{KvCache, KvType};
-use crate::model::{state_sizes, Config, State};
+use crate::model::{batch_sizes, state_sizes, Batch, Config, State};
 use crate::quant::blocks::{BlockQ8_0, QK};
 use crate::sampler::Candidate;
 use half::f16;
@@ -17,9 +17,12 @@ pub struct Plan {
     pub n_ctx: usize,
     /// KV cache element type planned for.
     pub kv_type: KvType,
+    /// Most prompt tokens one batched forward pass takes (1 = one token at a time, no batch
+    /// buffers).
+    pub n_batch: usize,
     /// KV cache bytes (keys + values, all layers).
     pub kv_bytes: usize,
-    /// Activation scratch bytes.
+    /// Activation scratch bytes (one token's, plus `n_batch` tokens' when batching).
     pub scratch_bytes: usize,
     /// Sampler candidate buffer bytes.
     pub sampler_bytes: usize,
@@ -97,9 +100,23 @@ pub fn plan(c: &Config, n_ctx: usize) -> Result<Plan, PlanError> {
     plan_with(c, n_ctx, KvType::F16)
 }
 
-/// The exact memory a session with context `n_ctx` and a KV cache of `kv_type` needs.
+/// The exact memory a session with context `n_ctx` and a KV cache of `kv_type` needs, evaluating
+/// prompts one token at a time.
 pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, PlanError> {
+    plan_batch(c, n_ctx, kv_type, 1)
+}
+
+/// The exact memory a session needs that evaluates prompts in batches of up to `n_batch` tokens
+/// (matrix × matrix products; `n_batch` ≤ 1 plans no batch buffers, as [`plan_with`]).
+pub fn plan_batch(
+    c: &Config,
+    n_ctx: usize,
+    kv_type: KvType,
+    n_batch: usize,
+) -> Result<Plan, PlanError> {
     let bad = PlanError::BadContext(n_ctx);
+    // A batch never needs more rows than the context holds.
+    let n_batch = n_batch.clamp(1, n_ctx.max(1));
     if n_ctx == 0 || n_ctx > 1 << 24 {
         return Err(bad);
     }
@@ -121,7 +138,7 @@ pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, Plan
     let row_bytes = kv_type.row_bytes(c.kv_dim()).ok_or(bad)?;
     let kv_bytes = 2 * padded(rows.checked_mul(row_bytes).ok_or(bad)?).ok_or(bad)?;
     let mut scratch_bytes = 0usize;
-    for (n, sz) in state_sizes(c) {
+    for (n, sz) in state_sizes(c).into_iter().chain(batch_sizes(c, n_batch)) {
         scratch_bytes = scratch_bytes
             .checked_add(padded(n.checked_mul(sz).ok_or(bad)?).ok_or(bad)?)
             .ok_or(bad)?;
@@ -131,6 +148,7 @@ pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, Plan
     Ok(Plan {
         n_ctx,
         kv_type,
+        n_batch,
         kv_bytes,
         scratch_bytes,
         sampler_bytes: sampler,
@@ -170,6 +188,8 @@ pub struct Buffers<'m> {
     pub state: State<'m>,
     /// Sampler candidates (id, logit) pairs.
     pub candidates: &'m mut [Candidate],
+    /// Batched-forward scratch (empty buffers when the plan's batch size is 1).
+    pub batch: Batch<'m>,
 }
 
 /// Splits `mem` (at least `plan.total_bytes`) into the session's buffers. Allocates nothing.
@@ -215,10 +235,24 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
         act: a.bytes(s[9].0),
     };
     let candidates: &mut [Candidate] = a.typed(c.n_vocab);
+    let bs = batch_sizes(c, p.n_batch);
+    let batch = Batch {
+        n: if p.n_batch > 1 { p.n_batch } else { 0 },
+        x: a.typed(bs[0].0),
+        xb: a.typed(bs[1].0),
+        q: a.typed(bs[2].0),
+        k: a.typed(bs[3].0),
+        v: a.typed(bs[4].0),
+        hb: a.typed(bs[5].0),
+        hb2: a.typed(bs[6].0),
+        mm: a.typed(bs[7].0),
+        act: a.bytes(bs[8].0),
+    };
     Ok(Buffers {
         kv,
         state,
         candidates,
+        batch,
     })
 }
 

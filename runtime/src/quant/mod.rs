@@ -377,6 +377,48 @@ pub fn mad_q8_0_with(isa: Isa, y: &mut [f32], x: &[BlockQ8_0], s: f32) {
     kernels::mad_q8_0(isa, y, x, s);
 }
 
+/// Matrix × matrix: `out[r * cols + c]` = dot(row r of `w`, column c of `act`), where `act` holds
+/// `cols` activation rows (each quantized as [`matvec`] takes them) one after the other and `w`
+/// holds `out.len() / cols` rows. Each column's results are bit-identical to [`matvec`] of that
+/// column: batched prompt processing gives the same logits as token by token.
+pub fn matmul(ty: GgmlType, n: usize, w: &[u8], act: &[u8], cols: usize, out: &mut [f32]) {
+    kernels::matmul(isa(), ty, n, w, act, cols, out);
+}
+
+/// [`matmul`] with the kernels of `isa`; for tests and benchmarks that compare levels.
+#[doc(hidden)]
+pub fn matmul_with(
+    isa: Isa,
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    act: &[u8],
+    cols: usize,
+    out: &mut [f32],
+) {
+    kernels::matmul(isa, ty, n, w, act, cols, out);
+}
+
+/// [`matmul`] for rows `first_row..first_row + out.len() / cols` of the whole matrix `w`, so
+/// threads can each take a range of rows.
+pub fn matmul_rows(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    act: &[u8],
+    cols: usize,
+    first_row: usize,
+    out: &mut [f32],
+) {
+    let (Some(row), Some(rows)) = (ty.row_bytes(n), out.len().checked_div(cols)) else {
+        out.fill(f32::NAN);
+        return;
+    };
+    let start = first_row.saturating_mul(row).min(w.len());
+    let end = start.saturating_add(row.saturating_mul(rows)).min(w.len());
+    kernels::matmul(isa(), ty, n, &w[start..end], act, cols, out);
+}
+
 /// The kernel level in use: the best this CPU has, detected once.
 pub fn isa() -> Isa {
     kernels::best()

@@ -3,8 +3,8 @@
 //! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
 
 use crate::kv::{KvCache, KvType};
-use crate::model::{gpt2, llama, Arch, LayerWeights, Model, State};
-use crate::plan::{carve, plan_with, Plan, PlanError};
+use crate::model::{gpt2, llama, Arch, Batch, LayerWeights, Model, State};
+use crate::plan::{carve, plan_batch, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
 
@@ -64,6 +64,7 @@ pub struct Session<'m, 'a, L> {
     model: &'m Model<'a, L>,
     kv: KvCache<'m>,
     state: State<'m>,
+    batch: Batch<'m>,
     candidates: &'m mut [Candidate],
     pos: usize,
     plan: Plan,
@@ -88,12 +89,27 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
         n_ctx: usize,
         kv_type: KvType,
     ) -> Result<Self, SessionError> {
-        let plan = plan_with(&model.config, n_ctx, kv_type)?;
+        Self::with_batch(model, mem, n_ctx, kv_type, 1)
+    }
+
+    /// A session that evaluates prompts in batches of up to `n_batch` tokens (weights × a matrix
+    /// of activations instead of one vector per token), in `mem`, which must hold
+    /// `plan_batch(config, n_ctx, kv_type, n_batch).total_bytes`. The logits are bit-identical
+    /// to one token at a time.
+    pub fn with_batch(
+        model: &'m Model<'a, L>,
+        mem: &'m mut [u8],
+        n_ctx: usize,
+        kv_type: KvType,
+        n_batch: usize,
+    ) -> Result<Self, SessionError> {
+        let plan = plan_batch(&model.config, n_ctx, kv_type, n_batch)?;
         let b = carve(&model.config, &plan, mem)?;
         Ok(Session {
             model,
             kv: b.kv,
             state: b.state,
+            batch: b.batch,
             candidates: b.candidates,
             pos: 0,
             plan,
@@ -154,17 +170,83 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
         Ok(&self.state.logits[..c.n_vocab])
     }
 
-    /// Runs several tokens; returns the logits after the last one.
+    /// Runs several tokens, in batches of the plan's batch size; returns the logits after the
+    /// last one (the same numbers as [`Session::eval`] of each token in turn).
     pub fn eval_all(&mut self, tokens: &[u32]) -> Result<&[f32], SessionError> {
+        let last = tokens.len().saturating_sub(1);
+        self.eval_batch(tokens, last, |_, _| {})?;
+        Ok(self.logits())
+    }
+
+    /// Runs `tokens` in batches of the plan's batch size and calls `each(i, logits)` with the
+    /// logits after `tokens[i]` for every `i ≥ first_logits` (perplexity scores these); the
+    /// numbers are those of [`Session::eval`] of each token in turn. Nothing runs if the tokens
+    /// do not fit in the context or one is out of the vocabulary.
+    pub fn eval_batch(
+        &mut self,
+        tokens: &[u32],
+        first_logits: usize,
+        mut each: impl FnMut(usize, &[f32]),
+    ) -> Result<(), SessionError> {
+        let c = &self.model.config;
         if self.pos + tokens.len() > self.plan.n_ctx {
             return Err(SessionError::ContextFull {
                 n_ctx: self.plan.n_ctx,
             });
         }
-        for &t in tokens {
-            self.eval(t)?;
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(SessionError::TokenOutOfRange {
+                token,
+                n_vocab: c.n_vocab,
+            });
         }
-        Ok(self.logits())
+        let batched = self.batch.n > 1 && matches!(c.arch, Arch::Llama | Arch::Qwen2);
+        if !batched {
+            for (i, &t) in tokens.iter().enumerate() {
+                let logits = self.eval(t)?;
+                if i >= first_logits {
+                    each(i, logits);
+                }
+            }
+            return Ok(());
+        }
+        for (k, chunk) in tokens.chunks(self.batch.n).enumerate() {
+            let start = k * self.batch.n;
+            if start + chunk.len() <= first_logits {
+                // No logits wanted from this chunk, but the last one's must exist.
+                if start + chunk.len() < tokens.len() {
+                    llama::forward_batch_each(
+                        self.model,
+                        &mut self.state,
+                        &mut self.batch,
+                        &mut self.kv,
+                        chunk,
+                        self.pos,
+                        chunk.len(),
+                        &mut |_, _| {},
+                    );
+                    self.pos += chunk.len();
+                    continue;
+                }
+            }
+            let from = first_logits.saturating_sub(start).min(chunk.len() - 1);
+            llama::forward_batch_each(
+                self.model,
+                &mut self.state,
+                &mut self.batch,
+                &mut self.kv,
+                chunk,
+                self.pos,
+                from,
+                &mut |i, l| {
+                    if start + i >= first_logits {
+                        each(start + i, l)
+                    }
+                },
+            );
+            self.pos += chunk.len();
+        }
+        Ok(())
     }
 
     /// The logits of the last evaluated token.

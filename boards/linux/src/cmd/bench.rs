@@ -69,6 +69,9 @@ pub struct Args {
     /// Comma-separated thread counts (default: 1 and every core, e.g. 1,2).
     #[arg(short = 't', long, value_name = "LIST", value_parser = parse_threads)]
     threads: Option<ThreadList>,
+    /// Prompt tokens per batch in the pp test (llama-bench's -b; 1 = one at a time).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     /// Timed repetitions of each test (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     reps: usize,
@@ -232,9 +235,11 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     let facts = model_facts(&g, &model)?;
     let tok = Tokenizer::from_gguf(&g).ok();
     let n_ctx = a.n_prompt.max(a.n_gen).max(1);
-    let plan = edgelm::plan::plan(&model.config, n_ctx)?;
+    let n_batch = a.batch_size as usize;
+    let kv = edgelm::kv::KvType::F16;
+    let plan = edgelm::plan::plan_batch(&model.config, n_ctx, kv, n_batch)?;
     let mut mem = crate::load::session_memory(&plan)?;
-    let mut s = Session::new(&model, &mut mem, n_ctx)?;
+    let mut s = Session::with_batch(&model, &mut mem, n_ctx, kv, n_batch)?;
     let prompt = bench_tokens(tok.as_ref(), model.config.n_vocab, a.n_prompt.max(1));
 
     let mut rows = Vec::new();
@@ -255,6 +260,7 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
             "bytes_per_token": facts.weights_per_token as f64 + kv,
             "weight_bytes_per_token": facts.weights_per_token, "kv_bytes_per_token": kv,
             "samples_tok_s": samples, "reps": a.reps, "n_prompt": n_prompt, "n_gen": n - n_prompt,
+            "n_batch": a.batch_size,
             "model": facts.desc, "file": path, "size_bytes": facts.size_bytes,
             "params": facts.params, "backend": "CPU",
             "isa": format!("{:?}", edgelm::quant::isa()),
@@ -299,6 +305,8 @@ fn bench_child(a: &Args, threads: usize) -> Result<Vec<Value>> {
             &a.reps.to_string(),
             "-t",
             &threads.to_string(),
+            "-b",
+            &a.batch_size.to_string(),
             "--json",
         ])
         .stderr(std::process::Stdio::inherit())

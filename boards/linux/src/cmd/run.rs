@@ -77,6 +77,9 @@ pub struct Args {
     /// Context size (default: the model's, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
     ctx: Option<usize>,
+    /// Prompt tokens evaluated per batch (weights × a matrix of tokens; 1 = one at a time).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
     /// KV cache element type: f16 (llama.cpp's default), f32 (attention in f32, closest to
     /// exact arithmetic; twice the cache memory) or q8_0 (0.53x the memory of f16).
     #[arg(long = "kv-type", default_value = "f16", value_parser = crate::load::parse_kv_type)]
@@ -132,9 +135,10 @@ pub fn main(a: Args) -> Result<()> {
     let tok = Tokenizer::from_gguf(&g)
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
-    let plan = edgelm::plan::plan_with(&model.config, n_ctx, a.kv_type)?;
+    let plan = edgelm::plan::plan_batch(&model.config, n_ctx, a.kv_type, a.batch_size as usize)?;
     let mut mem = crate::load::session_memory(&plan)?;
-    let mut session = Session::with_kv(&model, &mut mem, n_ctx, a.kv_type)?;
+    let mut session =
+        Session::with_batch(&model, &mut mem, n_ctx, a.kv_type, a.batch_size as usize)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let prompt_ids = tok.encode(&prompt, true, true);

@@ -201,6 +201,62 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
     matvec_scalar(ty, w, w_row, act, out);
 }
 
+/// `out[r * cols + c]` = dot(row r of `w`, activation column c), `act` holding `cols` activation
+/// rows one after the other; every column is bit-identical to [`matvec`] of that column. Kernels
+/// without a multi-column form (scalar, aarch64) run [`matvec`] on groups of rows per column,
+/// which keeps the rows in L1 across the columns.
+pub(crate) fn matmul(
+    isa: Isa,
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    act: &[u8],
+    cols: usize,
+    out: &mut [f32],
+) {
+    let (Some(w_row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
+        debug_assert!(false, "{n} elements is not a whole number of {ty} blocks");
+        out.fill(f32::NAN);
+        return;
+    };
+    if cols == 0 {
+        return;
+    }
+    debug_assert_eq!(out.len() % cols, 0, "output is rows × {cols} columns");
+    debug_assert_eq!(act.len(), act_row * cols, "activation bytes");
+    let rows = out.len() / cols;
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // Broken invariants (short weights or activations) give NaN, never a read out of bounds.
+    let whole = (w.len() / w_row).min(rows);
+    let (out, missing) = out.split_at_mut(whole * cols);
+    missing.fill(f32::NAN);
+    let w = &w[..whole * w_row];
+    if act.len() < act_row * cols {
+        out.fill(f32::NAN);
+        return;
+    }
+    let act = &act[..act_row * cols];
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    #[cfg(target_arch = "x86_64")]
+    if x86::matmul(isa, ty, w, w_row, act, act_row, out) {
+        return;
+    }
+    const GROUP: usize = 16;
+    let mut col = [0f32; GROUP];
+    for (o, w) in out.chunks_mut(GROUP * cols).zip(w.chunks(GROUP * w_row)) {
+        let col = &mut col[..o.len() / cols];
+        for (c, a) in act.chunks_exact(act_row).enumerate() {
+            matvec(isa, ty, n, w, a, col);
+            for (r, v) in col.iter().enumerate() {
+                o[r * cols + c] = *v;
+            }
+        }
+    }
+}
+
 fn matvec_scalar(ty: GgmlType, w: &[u8], w_row: usize, act: &[u8], out: &mut [f32]) {
     use scalar as k;
     match ty {

@@ -8,6 +8,9 @@
 //!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
 //!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
 //!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
+//! - Matrix products (`matmul`, batched prompts) run the same per-pair operations over tiles of
+//!   four rows × several activation columns (`tiles!`; on AVX-512 two columns per 512-bit vector,
+//!   `tiles512!`), so each column is bit-identical to its matrix-vector result.
 //! - Every kernel prefetches the next rows: model rows are a few hundred bytes, too short for the
 //!   hardware prefetcher, and the output head otherwise ran at a quarter of the L3 bandwidth.
 //! - The integer parts of the dot products are exact; the float parts (per-block scales) are
@@ -73,6 +76,32 @@ pub(super) fn matvec(
             Isa::AvxVnni => avxvnni::matvec(ty, w, w_row, act, out),
             Isa::Avx512 => avx512::matvec(ty, w, w_row, act, out),
             Isa::Avx512Vnni => avx512vnni::matvec(ty, w, w_row, act, out),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `matmul` at `isa` if this module has kernels for it; `false` leaves the work to the caller.
+pub(super) fn matmul(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    w_row: usize,
+    act: &[u8],
+    act_row: usize,
+    out: &mut [f32],
+) -> bool {
+    let cols = act.len() / act_row.max(1);
+    if !has(isa) || cols == 0 {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature the level's functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 => avx2::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::AvxVnni => avxvnni::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::Avx512 => avx512::matmul(ty, w, w_row, act, act_row, cols, out),
+            Isa::Avx512Vnni => avx512vnni::matmul(ty, w, w_row, act, act_row, cols, out),
             _ => false,
         }
     }
@@ -221,6 +250,24 @@ macro_rules! rows4 {
         for (o, w) in (&mut o4).zip(&mut w4) {
             let mut rows = w.chunks_exact($w_row);
             let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            o.copy_from_slice(&$kernel::<4, 1>(x, [act])[0]);
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().iter_mut().zip(rest) {
+            *o = $kernel::<1, 1>([as_blocks(row)], [act])[0][0];
+        }
+    }};
+}
+
+/// `rows4!` for the 512-bit kernels, which take one activation.
+macro_rules! rows4_wide {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident) => {{
+        let act = as_blocks($act);
+        let mut o4 = $out.chunks_exact_mut(4);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
             o.copy_from_slice(&$kernel::<4>(x, act));
         }
         let rest = w4.remainder().chunks_exact($w_row);
@@ -230,58 +277,133 @@ macro_rules! rows4 {
     }};
 }
 
-/// A dot-product kernel for `R` rows of a 32-element block type, sharing each activation block.
-/// `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for i8 × i8),
-/// `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or d · sum in the
-/// high half, if any).
+/// Activation columns a matrix-product tile takes at once.
+const TILE_COLS: usize = 4;
+
+/// `out[r * cols + c]` = `$kernel`(row r, column c of `act`) in tiles of four rows ×
+/// [`TILE_COLS`] columns (then single rows and columns), so each weight block is decoded once per
+/// tile; each pair runs the matrix-vector operations, so every column equals its `rows4!` result.
+macro_rules! tiles {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
+        let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
+        let mut o4 = $out.chunks_exact_mut(4 * $cols);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            tile_cols!(o, x, 4, $cols, col, $kernel);
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().chunks_exact_mut($cols).zip(rest) {
+            let x = [as_blocks(row)];
+            tile_cols!(o, x, 1, $cols, col, $kernel);
+        }
+    }};
+}
+
+/// One row group of `tiles!` over all columns.
+macro_rules! tile_cols {
+    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident) => {{
+        let mut c = 0;
+        while c + super::TILE_COLS <= $cols {
+            let y: [_; super::TILE_COLS] = core::array::from_fn(|k| $col(c + k));
+            let t = $kernel::<$r, { super::TILE_COLS }>($x, y);
+            for (k, t) in t.iter().enumerate() {
+                for (i, v) in t.iter().enumerate() {
+                    $o[i * $cols + c + k] = *v;
+                }
+            }
+            c += super::TILE_COLS;
+        }
+        while c < $cols {
+            let t = $kernel::<$r, 1>($x, [$col(c)]);
+            for (i, v) in t[0].iter().enumerate() {
+                $o[i * $cols + c] = *v;
+            }
+            c += 1;
+        }
+    }};
+}
+
+/// `out[r * cols + c]` = `$dot`(row r, column c): each row's kernel once per column while the
+/// row is in L1 (the types without a multi-column kernel).
+macro_rules! rows_cols {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $dot:expr) => {{
+        for (o, row) in $out.chunks_exact_mut($cols).zip($w.chunks_exact($w_row)) {
+            for (c, o) in o.iter_mut().enumerate() {
+                *o = $dot(
+                    as_blocks(row),
+                    as_blocks(&$act[c * $act_row..(c + 1) * $act_row]),
+                );
+            }
+        }
+    }};
+}
+
+/// A dot-product kernel for `R` rows × `C` activation columns of a 32-element block type: each
+/// weight block's quants are decoded once for all columns, each activation block loaded once for
+/// all rows. `$quants` gives a block's 32 quants (unsigned for `$mul` = u8 × i8, signed for
+/// i8 × i8), `$xs` / `$ys` the block's f16 scale(s) as a u32 (d in the low half, the min or
+/// d · sum in the high half, if any). Every (row, column) pair runs the same operations in the
+/// same order whatever `R` and `C` are, so a matrix product gives each column exactly its
+/// matrix-vector result.
 macro_rules! legacy_rows {
     ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
      $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
-        fn $name<const R: usize>(x: [&[$X]; R], y: &[$Y]) -> [f32; R] {
-            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+        fn $name<const R: usize, const C: usize>(x: [&[$X]; R], y: [&[$Y]; C]) -> [[f32; R]; C] {
+            let nb = x.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+            let nb = y.iter().fold(nb, |n, y| n.min(y.len()));
             let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
-            let y = y.get(..nb).unwrap_or(&[]);
-            let mut acc = [_mm256_setzero_ps(); R];
-            let mut accm = [_mm_setzero_ps(); R];
-            for (b, yb) in y.iter().enumerate() {
-                let ys: fn(&$Y) -> u32 = $ys;
-                let yv = _mm_cvtph_ps(_mm_cvtsi32_si128(ys(yb) as i32));
-                let qy = load32i(&yb.qs);
+            let y = y.map(|y| y.get(..nb).unwrap_or(&[]));
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            let mut accm = [[_mm_setzero_ps(); R]; C];
+            let xs: fn(&$X) -> u32 = $xs;
+            let ys: fn(&$Y) -> u32 = $ys;
+            for b in 0..nb {
+                let yv = y.map(|y| _mm_cvtph_ps(_mm_cvtsi32_si128(ys(&y[b]) as i32)));
+                let qy = y.map(|y| load32i(&y[b].qs));
                 // Unsigned quants stored with an offset: the offset times the activation sum,
                 // once for all rows, replaces a per-row sign trick.
-                let ysum = if $off != 0 {
-                    _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
-                } else {
-                    _mm256_setzero_si256()
-                };
+                let ysum = qy.map(|qy| {
+                    if $off != 0 {
+                        _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32($off))
+                    } else {
+                        _mm256_setzero_si256()
+                    }
+                });
                 for r in 0..R {
                     // The next row group, R rows on: short rows defeat the hardware prefetcher.
                     let ahead = (R * nb + b) * core::mem::size_of::<$X>();
                     _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
                     let $xb = &x[r][b];
-                    let xs: fn(&$X) -> u32 = $xs;
-                    // [xd · yd, xm · ys]: one conversion and one product for both terms.
-                    let p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32)), yv);
-                    if $min {
-                        accm[r] = _mm_add_ps(accm[r], p);
+                    let xv = _mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32));
+                    let q = $quants;
+                    for c in 0..C {
+                        // [xd · yd, xm · ys]: one product for both terms.
+                        let p = _mm_mul_ps(xv, yv[c]);
+                        if $min {
+                            accm[c][r] = _mm_add_ps(accm[c][r], p);
+                        }
+                        let mut dot = $mul(q, qy[c]);
+                        if $off != 0 {
+                            dot = _mm256_sub_epi32(dot, ysum[c]);
+                        }
+                        let sum = _mm256_cvtepi32_ps(dot);
+                        acc[c][r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[c][r]);
                     }
-                    let mut dot = $mul($quants, qy);
-                    if $off != 0 {
-                        dot = _mm256_sub_epi32(dot, ysum);
-                    }
-                    let sum = _mm256_cvtepi32_ps(dot);
-                    acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[r]);
                 }
             }
-            let mut out = [0.0f32; R];
-            for r in 0..R {
-                let m = if $min {
-                    _mm_cvtss_f32(_mm_movehdup_ps(accm[r]))
-                } else {
-                    0.0
-                };
-                out[r] = hsum_ps(acc[r]) + m;
+            let mut out = [[0.0f32; R]; C];
+            for c in 0..C {
+                for r in 0..R {
+                    let m = if $min {
+                        _mm_cvtss_f32(_mm_movehdup_ps(accm[c][r]))
+                    } else {
+                        0.0
+                    };
+                    out[c][r] = hsum_ps(acc[c][r]) + m;
+                }
             }
             out
         }
@@ -369,6 +491,144 @@ macro_rules! legacy_rows512 {
     };
 }
 
+/// The 512-bit form of `legacy_rows!` for matrix products: two activation columns share each
+/// vector (the weight block's 32 quants in both halves), and each half runs exactly the lane
+/// operations of `legacy_rows!` for its column, so the results are still the matrix-vector ones
+/// bit for bit; the column pairs' scale products come from one multiply
+/// (`[xd · yd₀, xm · ys₀, xd · yd₁, xm · ys₁]`).
+macro_rules! legacy_tile512 {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:ident,
+     $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize, const P: usize>(
+            x: [&[$X]; R],
+            y: [[&[$Y]; 2]; P],
+        ) -> [[[f32; R]; 2]; P] {
+            let nb = x.iter().fold(usize::MAX, |n, x| n.min(x.len()));
+            let nb = y.iter().flatten().fold(nb, |n, y| n.min(y.len()));
+            let x = x.map(|x| x.get(..nb).unwrap_or(&[]));
+            let y = y.map(|y| y.map(|y| y.get(..nb).unwrap_or(&[])));
+            let xs: fn(&$X) -> u32 = $xs;
+            let ys: fn(&$Y) -> u32 = $ys;
+            let mut acc = [[_mm512_setzero_ps(); R]; P];
+            let mut accm = [[_mm_setzero_ps(); R]; P];
+            // Lanes 0-7 take the first column's scale product, lanes 8-15 the second's.
+            let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+            for b in 0..nb {
+                let yv = y.map(|[y0, y1]| {
+                    _mm_cvtph_ps(_mm_setr_epi32(ys(&y0[b]) as i32, ys(&y1[b]) as i32, 0, 0))
+                });
+                let qy = y.map(|[y0, y1]| {
+                    _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(load32i(&y0[b].qs)),
+                        load32i(&y1[b].qs),
+                    )
+                });
+                let ysum = qy.map(|qy| {
+                    if $off != 0 {
+                        _mm512_mullo_epi32($mul(_mm512_set1_epi8(1), qy), _mm512_set1_epi32($off))
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                for r in 0..R {
+                    // The next row group, R rows on: short rows defeat the hardware prefetcher.
+                    let ahead = (R * nb + b) * core::mem::size_of::<$X>();
+                    _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
+                    let $xb = &x[r][b];
+                    // [xd, xm, xd, xm]: the u32 holds d and m as two halves.
+                    let xv = _mm_cvtph_ps(_mm_set1_epi32(xs($xb) as i32));
+                    let q: __m256i = $quants;
+                    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
+                    for p in 0..P {
+                        let s = _mm_mul_ps(xv, yv[p]);
+                        if $min {
+                            accm[p][r] = _mm_add_ps(accm[p][r], s);
+                        }
+                        let mut dot = $mul(q, qy[p]);
+                        if $off != 0 {
+                            dot = _mm512_sub_epi32(dot, ysum[p]);
+                        }
+                        let d = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(s));
+                        acc[p][r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[p][r]);
+                    }
+                }
+            }
+            let mut out = [[[0.0f32; R]; 2]; P];
+            for p in 0..P {
+                for r in 0..R {
+                    let (m0, m1) = if $min {
+                        let m = accm[p][r];
+                        (
+                            _mm_cvtss_f32(_mm_movehdup_ps(m)),
+                            _mm_cvtss_f32(_mm_shuffle_ps::<0b11>(m, m)),
+                        )
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    let lo = _mm512_castps512_ps256(acc[p][r]);
+                    let hi = _mm512_extractf32x8_ps::<1>(acc[p][r]);
+                    out[p][0][r] = hsum_ps(lo) + m0;
+                    out[p][1][r] = hsum_ps(hi) + m1;
+                }
+            }
+            out
+        }
+    };
+}
+
+/// Column pairs a 512-bit matrix-product tile takes at once.
+const TILE_PAIRS: usize = 2;
+
+/// `tiles!` with a 512-bit kernel for whole groups of 2 · [`TILE_PAIRS`] columns and the 256-bit
+/// `$one` kernel (the same per-column numbers) for the rest.
+macro_rules! tiles512 {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident,
+     $one:ident) => {{
+        let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
+        let mut o4 = $out.chunks_exact_mut(4 * $cols);
+        let mut w4 = $w.chunks_exact(4 * $w_row);
+        for (o, w) in (&mut o4).zip(&mut w4) {
+            let mut rows = w.chunks_exact($w_row);
+            let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
+            tile512_cols!(o, x, 4, $cols, col, $kernel, $one);
+        }
+        let rest = w4.remainder().chunks_exact($w_row);
+        for (o, row) in o4.into_remainder().chunks_exact_mut($cols).zip(rest) {
+            let x = [as_blocks(row)];
+            tile512_cols!(o, x, 1, $cols, col, $kernel, $one);
+        }
+    }};
+}
+
+/// One row group of `tiles512!` over all columns.
+macro_rules! tile512_cols {
+    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident, $one:ident) => {{
+        const W: usize = 2 * super::TILE_PAIRS;
+        let mut c = 0;
+        while c + W <= $cols {
+            let y: [[_; 2]; super::TILE_PAIRS] =
+                core::array::from_fn(|p| [$col(c + 2 * p), $col(c + 2 * p + 1)]);
+            let t = $kernel::<$r, { super::TILE_PAIRS }>($x, y);
+            for (p, t) in t.iter().enumerate() {
+                for (k, t) in t.iter().enumerate() {
+                    for (i, v) in t.iter().enumerate() {
+                        $o[i * $cols + c + 2 * p + k] = *v;
+                    }
+                }
+            }
+            c += W;
+        }
+        while c < $cols {
+            let t = $one::<$r, 1>($x, [$col(c)]);
+            for (i, v) in t[0].iter().enumerate() {
+                $o[i * $cols + c] = *v;
+            }
+            c += 1;
+        }
+    }};
+}
+
 /// Whether the 32-element quants keep ggml's 256-bit summation order on AVX-512 (see `matvec`).
 const EXACT: bool = true;
 
@@ -392,16 +652,126 @@ macro_rules! avx512_family {
                 GgmlType::Q4_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_1),
-                GgmlType::Q4_0 => rows4!(out, w, w_row, act, wide_q4_0),
-                GgmlType::Q4_1 => rows4!(out, w, w_row, act, wide_q4_1),
-                GgmlType::Q5_0 => rows4!(out, w, w_row, act, wide_q5_0),
-                GgmlType::Q5_1 => rows4!(out, w, w_row, act, wide_q5_1),
+                GgmlType::Q4_0 => rows4_wide!(out, w, w_row, act, wide_q4_0),
+                GgmlType::Q4_1 => rows4_wide!(out, w, w_row, act, wide_q4_1),
+                GgmlType::Q5_0 => rows4_wide!(out, w, w_row, act, wide_q5_0),
+                GgmlType::Q5_1 => rows4_wide!(out, w, w_row, act, wide_q5_1),
                 // Q8_0's signed products cost more at 512 bits (no vpsignb: a mask, abs and a
                 // masked subtract, on two ports) than in the 256-bit kernel: measured slower.
                 _ => return matvec256(ty, w, w_row, act, out),
             }
             true
         }
+
+        /// `matmul256` with 512-bit tiles (two columns per vector) for the 32-element quants.
+        #[target_feature(enable = $features)]
+        pub(super) fn matmul(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            act_row: usize,
+            cols: usize,
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                GgmlType::Q4_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q4_0, rows_q4_0)
+                }
+                GgmlType::Q4_1 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q4_1, rows_q4_1)
+                }
+                GgmlType::Q5_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q5_0, rows_q5_0)
+                }
+                GgmlType::Q5_1 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q5_1, rows_q5_1)
+                }
+                GgmlType::Q8_0 => {
+                    tiles512!(out, w, w_row, act, act_row, cols, tile_q8_0, rows_q8_0)
+                }
+                _ => return matmul256(ty, w, w_row, act, act_row, cols, out),
+            }
+            true
+        }
+
+        /// `$mul512` as a local name for the tile macro.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mul_us8_512(a: __m512i, b: __m512i) -> __m512i {
+            $mul512(a, b)
+        }
+
+        /// Sums of four i8 × i8 products per lane, through |x| and y negated where x < 0 (where
+        /// x = 0 the product is 0 either way): the same integers as `mul_sum_i8`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mul_i8_512(x: __m512i, y: __m512i) -> __m512i {
+            let neg = _mm512_movepi8_mask(x);
+            let y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            $mul512(_mm512_abs_epi8(x), y)
+        }
+
+        legacy_tile512!(
+            $features,
+            tile_q4_0,
+            BlockQ4_0,
+            BlockQ8_0,
+            |x| nibbles32(&x.qs),
+            mul_us8_512,
+            8,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_tile512!(
+            $features,
+            tile_q4_1,
+            BlockQ4_1,
+            BlockQ8_1,
+            |x| nibbles32(&x.qs),
+            mul_us8_512,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_tile512!(
+            $features,
+            tile_q5_0,
+            BlockQ5_0,
+            BlockQ8_0,
+            |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
+            mul_us8_512,
+            16,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_tile512!(
+            $features,
+            tile_q5_1,
+            BlockQ5_1,
+            BlockQ8_1,
+            |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
+            mul_us8_512,
+            0,
+            |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
+            |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
+            true
+        );
+        legacy_tile512!(
+            $features,
+            tile_q8_0,
+            BlockQ8_0,
+            BlockQ8_0,
+            |x| load32i(&x.qs),
+            mul_i8_512,
+            0,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
 
         /// Two blocks' 32 bytes side by side.
         #[target_feature(enable = $features)]
@@ -575,6 +945,35 @@ macro_rules! avx2_family {
                 GgmlType::F32 => rows!(out, w, w_row, act, dot_f32),
                 GgmlType::F16 => rows!(out, w, w_row, act, dot_half::<false>),
                 GgmlType::BF16 => rows!(out, w, w_row, act, dot_half::<true>),
+                _ => return false,
+            }
+            true
+        }
+
+        /// `out[r * cols + c]` = dot(row r, activation column c) for the types this level has;
+        /// `w` holds `out.len() / cols` rows, `act` `cols` activation rows of `act_row` bytes.
+        #[target_feature(enable = $features)]
+        pub(super) fn matmul256(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            act_row: usize,
+            cols: usize,
+            out: &mut [f32],
+        ) -> bool {
+            match ty {
+                GgmlType::Q4_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_0),
+                GgmlType::Q4_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_1),
+                GgmlType::Q5_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_0),
+                GgmlType::Q5_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_1),
+                GgmlType::Q8_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q8_0),
+                GgmlType::Q4_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q4_k),
+                GgmlType::Q5_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q5_k),
+                GgmlType::Q6_K => rows_cols!(out, w, w_row, act, act_row, cols, dot_q6_k),
+                GgmlType::F32 => rows_cols!(out, w, w_row, act, act_row, cols, dot_f32),
+                GgmlType::F16 => rows_cols!(out, w, w_row, act, act_row, cols, dot_half::<false>),
+                GgmlType::BF16 => rows_cols!(out, w, w_row, act, act_row, cols, dot_half::<true>),
                 _ => return false,
             }
             true
@@ -1251,6 +1650,7 @@ macro_rules! avx2_family {
 
 pub(super) mod avx2 {
     avx2_family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::bits32_avx2);
+    pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
@@ -1260,6 +1660,7 @@ pub(super) mod avxvnni {
         super::mul_sum_us8_avxvnni,
         super::bits32_avx2
     );
+    pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
