@@ -104,6 +104,8 @@ fn main() -> ! {
     );
     match r {
         Ok(rep) => {
+            // The UART text may not end a line; on a shared terminal the log starts a fresh one.
+            hprintln!("");
             hprint!("tokens:");
             for id in &ids[..rep.n_gen] {
                 hprint!(" {}", id);
