@@ -125,6 +125,9 @@ fn detect() -> Isa {
 /// Activation quantizers with SIMD versions; the others take `quantize`'s reference code.
 pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    // Only the SIMD architectures consult the level (no warning on thumb or riscv builds).
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if x86::quantize_row(isa, ty, x, y) {
         return;
@@ -190,6 +193,9 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
     }
     let act = &act[..act_row];
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    // Only the SIMD architectures consult the level (no warning on thumb or riscv builds).
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if x86::matvec(isa, ty, w, w_row, act, out) {
         return;
