@@ -5,5 +5,6 @@ pub mod chat;
 pub mod convert;
 pub mod inspect;
 pub mod perplexity;
+pub mod repack;
 pub mod run;
 pub mod tokenize;
