@@ -18,6 +18,7 @@ fn convert_hf(name: &str, quant: &str, lora: Option<&str>) -> (tempfile::TempDir
         quant: Quant::parse(quant).unwrap(),
         lora: lora.map(|l| model_file(&format!("hf/{l}"))),
         lora_scale: 1.0,
+        layout: edgelm::quant::layout::Target::None,
         force: false,
     };
     convert(&o, &|_, _, _| {}).unwrap_or_else(|e| panic!("convert {name} {quant}: {e}"));

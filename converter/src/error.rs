@@ -125,6 +125,9 @@ pub enum ConvertError {
     /// The quantization type is unknown.
     #[error("unknown quantization type {0:?} (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m)")]
     Quant(String),
+    /// The layout target is unknown.
+    #[error("unknown layout {0:?} (targets: none, x86-avx2, x86-avx512, arm-neon, arm-dotprod, arm-i8mm)")]
+    Layout(String),
 }
 
 /// Shorthand for results of this crate.

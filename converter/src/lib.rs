@@ -9,11 +9,13 @@ pub mod checkpoint;
 pub mod error;
 pub mod lora;
 pub mod recipe;
+pub mod repack;
 pub mod tokenizer;
 mod write;
 
 pub use error::{ConvertError, Result};
 pub use recipe::Quant;
+pub use repack::{repack, RepackOptions, RepackReport};
 
 use arch::{Job, Source};
 use checkpoint::{Checkpoint, TensorRef};
@@ -40,6 +42,8 @@ pub struct ConvertOptions {
     pub lora: Option<PathBuf>,
     /// Multiplies the adapter's alpha/r.
     pub lora_scale: f32,
+    /// Tensor layout: plain GGUF, or rows interleaved for a target's kernels.
+    pub layout: edgelm::quant::layout::Target,
     /// Overwrite an existing output.
     pub force: bool,
 }
@@ -119,6 +123,7 @@ pub fn convert(o: &ConvertOptions, progress: Progress<'_>) -> Result<Report> {
     let mut job_types = Vec::with_capacity(plan.jobs.len());
     for j in &plan.jobs {
         let ty = recipe::type_for(o.quant, j, plan.n_layer, plan.tied);
+        let ty = o.layout.type_for(&j.name, ty, &j.dims());
         w.add_tensor(&j.name, ty, &j.dims())
             .map_err(error::io(&o.output))?;
         *types.entry(ty.name().to_string()).or_insert(0) += 1;
@@ -126,6 +131,9 @@ pub fn convert(o: &ConvertOptions, progress: Progress<'_>) -> Result<Report> {
         job_types.push(ty);
     }
 
+    for (k, v) in repack::layout_keys(o.layout, &job_types) {
+        w.set(&k, v);
+    }
     let n = plan.jobs.len();
     let mut lora_tensors = 0;
     let file_bytes = write::atomic(&o.output, &mut w, |i, put| {
@@ -184,9 +192,11 @@ fn emit(
 ) -> Result<()> {
     let (rows, cols) = (job.rows, job.cols);
     let row_bytes = ty.row_bytes(cols).unwrap_or(0);
-    let step = block_rows(cols);
+    // Interleaved groups are whole within a block (their row count divides the tensor's).
+    let step = block_rows(cols).next_multiple_of(ty.interleave());
     let mut buf = vec![0f32; step.min(rows) * cols];
     let mut out = vec![0u8; step.min(rows) * row_bytes];
+    let mut groups = Vec::new();
     let mut col = Vec::new();
     for r0 in (0..rows).step_by(step) {
         let r1 = (r0 + step).min(rows);
@@ -234,8 +244,15 @@ fn emit(
             .zip(buf.par_chunks(cols))
             .for_each(|(o, x)| {
                 // Sizes come from the same row_bytes, so this cannot fail.
-                let _ = quantize_row(ty, x, o);
+                let _ = quantize_row(ty.base(), x, o);
             });
+        if ty.interleave() > 1 {
+            groups.resize(out.len(), 0);
+            // Whole groups of rows of the base type, so this cannot fail.
+            let _ = edgelm::quant::layout::interleave(ty, cols, out, &mut groups);
+            put(&groups).map_err(error::io(dir))?;
+            continue;
+        }
         put(out).map_err(error::io(dir))?;
     }
     Ok(())

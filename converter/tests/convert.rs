@@ -181,6 +181,7 @@ fn opts(input: PathBuf, output: PathBuf, quant: Quant) -> ConvertOptions {
         quant,
         lora: None,
         lora_scale: 1.0,
+        layout: edgelm::quant::layout::Target::None,
         force: false,
     }
 }

@@ -31,6 +31,8 @@ enum Command {
     /// Convert a PEFT LoRA adapter to a GGUF adapter for `run --lora`.
     #[command(name = "convert-lora")]
     ConvertLora(cmd::convert::LoraArgs),
+    /// Rewrite a GGUF file's tensors in another layout (rows interleaved for a target's kernels).
+    Repack(cmd::repack::Args),
     /// Prompt and generation speed (llama-bench's pp/tg tests), bytes per token, memory bandwidth.
     Bench(cmd::bench::Args),
     /// Check every tensor against the checksums recorded by `edgelm convert`.
@@ -56,6 +58,7 @@ fn main() {
         Command::Perplexity(a) => cmd::perplexity::main(a),
         Command::Convert(a) => cmd::convert::main(a),
         Command::ConvertLora(a) => cmd::convert::main_lora(a),
+        Command::Repack(a) => cmd::repack::main(a),
         Command::Bench(a) => cmd::bench::main(a),
         Command::Verify(a) => cmd::verify::main(a).map(|code| {
             if code != 0 {

@@ -881,3 +881,112 @@ fn convert_write_failure_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn repack_round_trip_and_errors() {
+    let m = smollm2();
+    let m_s = m.to_str().unwrap();
+    let x4 = tmp("smol-x4.gguf");
+    let back = tmp("smol-back.gguf");
+    let (x4_s, back_s) = (x4.to_str().unwrap(), back.to_str().unwrap());
+    let j = ok_json(&[
+        "repack",
+        m_s,
+        "-o",
+        x4_s,
+        "--layout",
+        "arm-dotprod",
+        "--force",
+        "--json",
+    ]);
+    for k in [
+        "output",
+        "layout",
+        "file_bytes",
+        "tensors",
+        "changed",
+        "types",
+        "seconds",
+    ] {
+        assert!(j.get(k).is_some(), "repack --json lacks {k}: {j}");
+    }
+    assert_eq!(j["layout"], "arm-dotprod");
+    assert_eq!(j["changed"], 210);
+    assert_eq!(j["types"]["Q4_1_X4"], 210);
+    assert_eq!(j["types"]["Q8_0"], 1);
+
+    // The repacked file runs, with the plain file's tokens at 1 and 2 threads.
+    let run = |f: &str, t: &str| {
+        ok_json(&[
+            "run",
+            "-m",
+            f,
+            "-p",
+            "The capital of France is",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "-t",
+            t,
+            "-c",
+            "64",
+            "--json",
+        ])["tokens"]
+            .clone()
+    };
+    let want = run(m_s, "1");
+    assert_eq!(run(x4_s, "1"), want);
+    assert_eq!(run(x4_s, "2"), want);
+    let i = ok_json(&["inspect", x4_s, "--json"]);
+    assert!(i.to_string().contains("Q4_1_X4"), "{i}");
+
+    // Back to plain: every tensor's bytes as in the original.
+    let j = ok_json(&[
+        "repack", x4_s, "-o", back_s, "--layout", "none", "-f", "--json",
+    ]);
+    assert_eq!(j["types"]["Q4_1"], 210);
+    let (a, b) = (std::fs::read(&m).unwrap(), std::fs::read(&back).unwrap());
+    let (ga, gb) = (
+        edgelm::gguf::Gguf::parse(&a).unwrap(),
+        edgelm::gguf::Gguf::parse(&b).unwrap(),
+    );
+    for (x, y) in ga.tensors().zip(gb.tensors()) {
+        assert_eq!((x.name, x.ty), (y.name, y.ty));
+        assert!(x.data == y.data, "{}", x.name);
+    }
+    assert_eq!(ga.n_tensors(), gb.n_tensors());
+
+    fails_with(
+        &["repack", m_s, "-o", x4_s, "--layout", "avx2", "-f"],
+        &["unknown layout \"avx2\"", "x86-avx2", "arm-i8mm"],
+    );
+    fails_with(
+        &[
+            "convert",
+            "/nonexistent/model",
+            "-o",
+            x4_s,
+            "--layout",
+            "neon",
+            "-f",
+        ],
+        &["unknown layout \"neon\"", "arm-neon"],
+    );
+    fails_with(
+        &["repack", m_s, "-o", x4_s, "--layout", "x86-avx2"],
+        &["already exists", "--force"],
+    );
+    fails_with(
+        &[
+            "repack",
+            "/nonexistent.gguf",
+            "-o",
+            back_s,
+            "--layout",
+            "none",
+            "-f",
+        ],
+        &["/nonexistent.gguf"],
+    );
+}

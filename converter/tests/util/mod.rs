@@ -98,6 +98,7 @@ pub fn opts(input: PathBuf, output: PathBuf, quant: Quant) -> ConvertOptions {
         quant,
         lora: None,
         lora_scale: 1.0,
+        layout: edgelm::quant::layout::Target::None,
         force: false,
     }
 }

@@ -158,6 +158,22 @@ pub enum GgufError {
         /// Bytes available in the data section.
         data_len: u64,
     },
+    /// A tensor of an interleaved type (`crate::quant::layout`) is not a matrix whose row count
+    /// is a multiple of the interleave.
+    BadInterleave {
+        /// The tensor.
+        tensor: Name,
+        /// Rows per group of its type.
+        interleave: u32,
+    },
+    /// A tensor has an edgelm interleaved type the file does not declare under
+    /// `edgelm.layout.type_ids` with the same base type and interleave.
+    UndeclaredLayout {
+        /// The tensor.
+        tensor: Name,
+        /// The type id found.
+        ty: u32,
+    },
 }
 
 impl fmt::Display for GgufError {
@@ -207,6 +223,14 @@ impl fmt::Display for GgufError {
             } => write!(
                 f,
                 "tensor '{tensor}' data ({size} bytes at offset {offset}) runs past the end of the data section ({data_len} bytes)"
+            ),
+            BadInterleave { tensor, interleave } => write!(
+                f,
+                "tensor '{tensor}' has an interleaved type but is not a matrix of whole groups of {interleave} rows"
+            ),
+            UndeclaredLayout { tensor, ty } => write!(
+                f,
+                "tensor '{tensor}' has edgelm layout type id {ty}, which edgelm.layout.type_ids / base_types / interleave do not declare"
             ),
         }
     }

@@ -589,6 +589,13 @@ fn read_tensor_info<'a>(cur: &mut Cursor<'a>) -> Result<RawTensor<'a>, GgufError
     let size = (n / block)
         .checked_mul(ty.block_bytes() as u64)
         .ok_or(GgufError::BadShape { tensor })?;
+    let r = ty.interleave() as u64;
+    if r > 1 && (n_dims < 2 || dims[1] % r != 0 || dims[2] != 1 || dims[3] != 1) {
+        return Err(GgufError::BadInterleave {
+            tensor,
+            interleave: r as u32,
+        });
+    }
     Ok(RawTensor {
         name,
         ty,
@@ -722,6 +729,12 @@ impl<'a> Gguf<'a> {
                     data_len,
                 });
             }
+            if t.ty.interleave() > 1 && !self.declares_layout(t.ty) {
+                return Err(GgufError::UndeclaredLayout {
+                    tensor,
+                    ty: t.ty.id(),
+                });
+            }
             let mut prev = self.ti_cursor();
             for _ in 0..i {
                 if read_tensor_info(&mut prev)?.name == t.name {
@@ -730,6 +743,23 @@ impl<'a> Gguf<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the `edgelm.layout.*` arrays declare `ty` with its base type and interleave.
+    fn declares_layout(&self, ty: GgmlType) -> bool {
+        use crate::quant::layout::{KEY_BASE_TYPES, KEY_INTERLEAVE, KEY_TYPE_IDS};
+        let arr = |k| self.get(k).and_then(|v| v.as_array());
+        let (Some(ids), Some(bases), Some(rs)) =
+            (arr(KEY_TYPE_IDS), arr(KEY_BASE_TYPES), arr(KEY_INTERLEAVE))
+        else {
+            return false;
+        };
+        let at = |a: &Array<'a>, i| a.get(i).and_then(|v| v.as_u32());
+        (0..ids.len()).any(|i| {
+            at(&ids, i) == Some(ty.id())
+                && at(&bases, i) == Some(ty.base().id())
+                && at(&rs, i) == Some(ty.interleave() as u32)
+        })
     }
 
     fn ti_cursor(&self) -> Cursor<'a> {

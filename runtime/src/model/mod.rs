@@ -77,7 +77,7 @@ impl<'a, L: AsRef<[LayerWeights<'a>]> + AsMut<[LayerWeights<'a>]>> Model<'a, L> 
             });
         }
         let w = weights::Loader { g, c: &config };
-        let tok_embd = w.matrix("token_embd.weight", config.n_vocab, config.n_embd)?;
+        let tok_embd = w.embedding("token_embd.weight", config.n_vocab, config.n_embd)?;
         let output = match w.has("output.weight") {
             true => w.matrix("output.weight", config.n_vocab, config.n_embd)?,
             false => tok_embd,
@@ -90,7 +90,7 @@ impl<'a, L: AsRef<[LayerWeights<'a>]> + AsMut<[LayerWeights<'a>]>> Model<'a, L> 
         let rope_freqs = w.opt_vector("rope_freqs.weight", config.rope_dim / 2)?;
         let pos_embd = match config.arch {
             Arch::Gpt2 => {
-                Some(w.matrix("position_embd.weight", config.n_ctx_train, config.n_embd)?)
+                Some(w.embedding("position_embd.weight", config.n_ctx_train, config.n_embd)?)
             }
             Arch::Llama | Arch::Qwen2 => None,
         };

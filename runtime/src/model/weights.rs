@@ -254,6 +254,23 @@ impl<'a> Loader<'_, 'a> {
         })
     }
 
+    /// A matrix read a row at a time (embeddings): its rows must be contiguous, not interleaved.
+    pub fn embedding(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Weight<'a>, ModelError> {
+        let m = self.matrix(name, rows, cols)?;
+        if m.ty.interleave() > 1 {
+            return Err(ModelError::UnsupportedType {
+                tensor: Name::new(name),
+                ty: m.ty,
+            });
+        }
+        Ok(m)
+    }
+
     /// A vector of `n` f32/f16 values.
     pub fn vector(&self, name: &str, n: usize) -> Result<Vector<'a>, ModelError> {
         let t = self.get(name)?;

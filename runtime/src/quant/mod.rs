@@ -11,6 +11,7 @@
 
 pub mod blocks;
 mod kernels;
+pub mod layout;
 mod quantize;
 
 pub use kernels::Isa;
@@ -55,6 +56,12 @@ pub enum GgmlType {
     Q8_K,
     /// bfloat16.
     BF16,
+    /// edgelm: Q4_0 with rows interleaved by four ([`layout`]).
+    Q4_0_X4,
+    /// edgelm: Q4_1 with rows interleaved by four ([`layout`]).
+    Q4_1_X4,
+    /// edgelm: Q8_0 with rows interleaved by four ([`layout`]).
+    Q8_0_X4,
 }
 
 impl GgmlType {
@@ -77,9 +84,35 @@ impl GgmlType {
         GgmlType::BF16,
     ];
 
-    /// The type with ggml id `v`, or `None` for ids this module does not handle.
+    /// edgelm's row-interleaved types (ids in [`layout::ID_BASE`]'s range, above ggml's).
+    pub const INTERLEAVED: [GgmlType; 3] =
+        [GgmlType::Q4_0_X4, GgmlType::Q4_1_X4, GgmlType::Q8_0_X4];
+
+    /// The type with ggml id `v` (or an edgelm interleaved id), or `None` for ids this module
+    /// does not handle.
     pub fn from_u32(v: u32) -> Option<GgmlType> {
-        Self::ALL.into_iter().find(|t| t.id() == v)
+        Self::ALL
+            .into_iter()
+            .chain(Self::INTERLEAVED)
+            .find(|t| t.id() == v)
+    }
+
+    /// Rows interleaved per group: 1 for ggml's own types.
+    pub const fn interleave(self) -> usize {
+        match self {
+            GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => 4,
+            _ => 1,
+        }
+    }
+
+    /// The ggml type whose blocks an interleaved type holds (the type itself for ggml's types).
+    pub const fn base(self) -> GgmlType {
+        match self {
+            GgmlType::Q4_0_X4 => GgmlType::Q4_0,
+            GgmlType::Q4_1_X4 => GgmlType::Q4_1,
+            GgmlType::Q8_0_X4 => GgmlType::Q8_0,
+            t => t,
+        }
     }
 
     /// The ggml type id (`enum ggml_type`).
@@ -100,6 +133,10 @@ impl GgmlType {
             GgmlType::Q6_K => 14,
             GgmlType::Q8_K => 15,
             GgmlType::BF16 => 30,
+            // layout::ID_BASE + the base type's id.
+            GgmlType::Q4_0_X4 => 1026,
+            GgmlType::Q4_1_X4 => 1027,
+            GgmlType::Q8_0_X4 => 1032,
         }
     }
 
@@ -121,12 +158,16 @@ impl GgmlType {
             GgmlType::Q6_K => "Q6_K",
             GgmlType::Q8_K => "Q8_K",
             GgmlType::BF16 => "BF16",
+            GgmlType::Q4_0_X4 => "Q4_0_X4",
+            GgmlType::Q4_1_X4 => "Q4_1_X4",
+            GgmlType::Q8_0_X4 => "Q8_0_X4",
         }
     }
 
-    /// Elements per block.
+    /// Elements per block (of one row, for interleaved types).
     pub const fn block_size(self) -> usize {
         match self {
+            GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => self.base().block_size(),
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
             GgmlType::Q4_0
             | GgmlType::Q4_1
@@ -143,9 +184,11 @@ impl GgmlType {
         }
     }
 
-    /// Bytes per block.
+    /// Bytes per block (of one row, for interleaved types: a tensor's size is the same as its
+    /// base type's, so every size and bounds check holds unchanged).
     pub const fn block_bytes(self) -> usize {
         match self {
+            GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => self.base().block_bytes(),
             GgmlType::F32 => 4,
             GgmlType::F16 | GgmlType::BF16 => 2,
             GgmlType::Q4_0 => size_of::<BlockQ4_0>(),
@@ -174,6 +217,7 @@ impl GgmlType {
     /// The activation type ggml pairs with this weight type in dot products.
     pub const fn vec_dot_type(self) -> GgmlType {
         match self {
+            GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => self.base().vec_dot_type(),
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => GgmlType::Q8_0,
             GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 => GgmlType::Q8_1,
             GgmlType::Q2_K
@@ -275,6 +319,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         GgmlType::Q5_K => k::dequantize_q5_k(as_blocks(x), y),
         GgmlType::Q6_K => k::dequantize_q6_k(as_blocks(x), y),
         GgmlType::Q8_K => k::dequantize_q8_k(as_blocks(x), y),
+        // One row of an interleaved tensor is not contiguous: see `layout::deinterleave`.
+        GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => {
+            return Err(QuantError::Unsupported(ty))
+        }
     }
     Ok(())
 }
@@ -335,6 +383,10 @@ pub fn quantize_row_with(
         GgmlType::Q5_K => q::quantize_q5_k(x, as_blocks_mut(y)),
         GgmlType::Q6_K => q::quantize_q6_k(x, as_blocks_mut(y)),
         GgmlType::Q8_K => q::quantize_q8_k(x, as_blocks_mut(y)),
+        // Quantize rows as the base type, then `layout::interleave` them.
+        GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => {
+            return Err(QuantError::Unsupported(ty))
+        }
     }
     Ok(())
 }
@@ -439,6 +491,12 @@ pub fn matvec_rows(
         out.fill(f32::NAN);
         return;
     };
+    // An interleaved group is only whole from its first row.
+    if !first_row.is_multiple_of(ty.interleave()) {
+        debug_assert!(false, "row {first_row} does not start a {ty} group");
+        out.fill(f32::NAN);
+        return;
+    }
     let start = first_row.saturating_mul(row).min(w.len());
     let end = start
         .saturating_add(row.saturating_mul(out.len()))

@@ -26,6 +26,10 @@ pub struct Args {
     /// Multiplies the adapter's alpha/r.
     #[arg(long = "lora-scale", default_value_t = 1.0, requires = "lora")]
     lora_scale: f32,
+    /// Tensor layout: none (plain GGUF), or rows interleaved for x86-avx2, x86-avx512, arm-neon,
+    /// arm-dotprod, arm-i8mm (see `edgelm repack`).
+    #[arg(long, default_value = "none")]
+    layout: String,
     /// Overwrite the output if it exists.
     #[arg(short = 'f', long)]
     force: bool,
@@ -102,6 +106,7 @@ fn finish(r: &Report, quant: Quant, start: Instant, json_out: bool, what: &str) 
 pub fn main(a: Args) -> Result<()> {
     let start = Instant::now();
     let quant = Quant::parse(&a.quant)?;
+    let layout = edgelm_converter::repack::target(&a.layout)?;
     let pb = bar(a.json);
     let progress = |done: usize, total: usize, name: &str| {
         pb.set_length(total as u64);
@@ -115,6 +120,7 @@ pub fn main(a: Args) -> Result<()> {
             quant,
             lora: a.lora,
             lora_scale: a.lora_scale,
+            layout,
             force: a.force,
         },
         &progress,

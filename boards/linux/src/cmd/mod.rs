@@ -6,6 +6,7 @@ pub mod convert;
 pub mod inspect;
 pub mod perplexity;
 pub mod plan;
+pub mod repack;
 pub mod run;
 pub mod tokenize;
 pub mod verify;

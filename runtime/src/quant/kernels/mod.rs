@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod interleaved;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -181,8 +182,10 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
         out.fill(0.0);
         return;
     }
-    // Rows beyond `w` (a broken invariant) are NaN; the kernels see whole rows only.
+    // Rows beyond `w` (a broken invariant) are NaN; the kernels see whole rows (whole groups of
+    // rows for interleaved types) only.
     let whole = (w.len() / w_row).min(out.len());
+    let whole = whole - whole % ty.interleave();
     let (out, missing) = out.split_at_mut(whole);
     missing.fill(f32::NAN);
     let w = &w[..whole * w_row];
@@ -193,9 +196,10 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
     }
     let act = &act[..act_row];
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
-    // Only the SIMD architectures consult the level (no warning on thumb or riscv builds).
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = isa;
+    if ty.interleave() > 1 {
+        interleaved::matvec(isa, ty, w, w_row, act, out);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if x86::matvec(isa, ty, w, w_row, act, out) {
         return;
@@ -280,6 +284,9 @@ fn matvec_scalar(ty: GgmlType, w: &[u8], w_row: usize, act: &[u8], out: &mut [f3
         GgmlType::Q5_K => rows(w, w_row, act, out, k::vec_dot_q5_k_q8_k),
         GgmlType::Q6_K => rows(w, w_row, act, out, k::vec_dot_q6_k_q8_k),
         GgmlType::Q8_1 | GgmlType::Q8_K => out.fill(f32::NAN),
+        GgmlType::Q4_0_X4 | GgmlType::Q4_1_X4 | GgmlType::Q8_0_X4 => {
+            interleaved::matvec(Isa::Scalar, ty, w, w_row, act, out)
+        }
     }
 }
 

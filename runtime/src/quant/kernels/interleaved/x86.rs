@@ -1,0 +1,259 @@
+//! x86-64 kernels for the interleaved types, one module per level as in `kernels::x86`.
+//!
+//! Per row they repeat the plain 32-element kernels' arithmetic (`legacy_rows!` in
+//! `kernels/x86.rs`, which every level runs, AVX-512 included): per block, the exact i32 lane sums
+//! of four products, converted, times the f16 scale product `xd · yd`, fused into one 8-lane
+//! accumulator; then the same horizontal sum, plus the mins' `xm · ys` summed block by block.
+//! What the layout adds: one load of four scales (and mins) converted together, one activation
+//! load for four rows, and one sequential stream per group for the prefetcher.
+//! The AVX-512 levels run the 256-bit kernels, as the plain ones do for these types.
+
+use super::Isa;
+use crate::quant::GgmlType;
+
+/// Runs the interleaved `matvec` at `isa` if there is a kernel for it.
+pub(super) fn matvec(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    w_row: usize,
+    act: &[u8],
+    out: &mut [f32],
+) -> bool {
+    if !crate::quant::kernels::x86::has(isa) {
+        return false;
+    }
+    // SAFETY: `has(isa)` checked that the CPU has every feature the level's functions enable.
+    unsafe {
+        match isa {
+            Isa::Avx2 => avx2::matvec(ty, w, w_row, act, out),
+            Isa::AvxVnni => avxvnni::matvec(ty, w, w_row, act, out),
+            Isa::Avx512 => avx512::matvec(ty, w, w_row, act, out),
+            Isa::Avx512Vnni => avx512vnni::matvec(ty, w, w_row, act, out),
+            _ => false,
+        }
+    }
+}
+
+/// Stamps a level's kernels: `$mul` sums four u8 × i8 products per i32 lane.
+macro_rules! family {
+    ($features:literal, $mul:path) => {
+        use crate::quant::blocks::*;
+        use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
+        use crate::quant::GgmlType;
+        use core::arch::x86_64::*;
+
+        /// `out[r]` = dot(row r, act) over whole groups of four rows.
+        #[target_feature(enable = $features)]
+        pub(super) fn matvec(
+            ty: GgmlType,
+            w: &[u8],
+            w_row: usize,
+            act: &[u8],
+            out: &mut [f32],
+        ) -> bool {
+            macro_rules! groups {
+                ($kernel:ident) => {{
+                    let act = as_blocks(act);
+                    let gb = 4 * w_row;
+                    for (o, g) in out.chunks_exact_mut(4).zip(w.chunks_exact(gb)) {
+                        o.copy_from_slice(&$kernel(as_blocks(g), act));
+                    }
+                }};
+            }
+            match ty {
+                GgmlType::Q4_0_X4 => groups!(q4_0),
+                GgmlType::Q4_1_X4 => groups!(q4_1),
+                GgmlType::Q8_0_X4 => groups!(q8_0),
+                _ => return false,
+            }
+            true
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load16(b: &[u8; 16]) -> __m128i {
+            // SAFETY: `b` is 16 readable bytes; the load has no alignment requirement.
+            unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load32i(b: &[i8; 32]) -> __m256i {
+            // SAFETY: `b` is 32 readable bytes; the load has no alignment requirement.
+            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+        }
+
+        /// Four f16 values widened to f32.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn h4(h: &[[u8; 2]; 4]) -> __m128 {
+            let bits: [u8; 8] = bytemuck::cast(*h);
+            _mm_cvtph_ps(_mm_set_epi64x(0, i64::from_le_bytes(bits)))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn h2f(h: [u8; 2]) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                u16::from_le_bytes(h),
+            ))))
+        }
+
+        /// The same horizontal sum as the plain kernels' `hsum_ps`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hsum_ps(v: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+        }
+
+        /// The 32 nibbles of a block in element order: low nibbles, then high.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nibbles32(qs: &[u8; 16]) -> __m256i {
+            let q = _mm256_broadcastsi128_si256(load16(qs));
+            let q = _mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0));
+            _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
+        }
+
+        /// Sums of four i8 × i8 products per lane, through |x| and y * sign(x).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
+            $mul(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+        }
+
+        /// Lane `r` of `v` in all eight lanes.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn lane(v: __m128, r: usize) -> __m256 {
+            _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r as i32))
+        }
+
+        /// Prefetches the same block column of the next group (`group` bytes on): groups of a
+        /// few hundred bytes are too short for the hardware prefetcher to start in time.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn prefetch<T>(b: &T, group: usize) {
+            let at = (b as *const T).cast::<i8>().wrapping_add(group);
+            for line in (0..core::mem::size_of::<T>()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
+            }
+        }
+
+        /// Four rows' 256-bit accumulators: `acc[r] += d[r] · dot[r]` lane by lane.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fma4(acc: &mut [__m256; 4], d: __m128, dot: [__m256i; 4]) {
+            for r in 0..4 {
+                acc[r] = _mm256_fmadd_ps(lane(d, r), _mm256_cvtepi32_ps(dot[r]), acc[r]);
+            }
+        }
+
+        /// The plain kernels' ending: the horizontal sum of each row, plus its min term.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn finish(acc: [__m256; 4], m: [f32; 4]) -> [f32; 4] {
+            let mut out = [0.0f32; 4];
+            for r in 0..4 {
+                out[r] = hsum_ps(acc[r]) + m[r];
+            }
+            out
+        }
+
+        #[target_feature(enable = $features)]
+        fn q4_0(x: &[BlockQ4_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
+            let group = core::mem::size_of_val(x);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (xb, yb) in x.iter().zip(y) {
+                prefetch(xb, group);
+                let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
+                let qy = load32i(&yb.qs);
+                // The quants' offset of 8 times the activation sum, once for the four rows.
+                let ysum = _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32(8));
+                let dot =
+                    [0, 1, 2, 3].map(|r| _mm256_sub_epi32($mul(nibbles32(&xb.qs[r]), qy), ysum));
+                fma4(&mut acc, d, dot);
+            }
+            finish(acc, [0.0; 4])
+        }
+
+        #[target_feature(enable = $features)]
+        fn q4_1(x: &[BlockQ4_1x4], y: &[BlockQ8_1]) -> [f32; 4] {
+            let group = core::mem::size_of_val(x);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut accm = _mm_setzero_ps();
+            for (xb, yb) in x.iter().zip(y) {
+                prefetch(xb, group);
+                let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
+                accm = _mm_add_ps(accm, _mm_mul_ps(h4(&xb.m), _mm_set1_ps(h2f(yb.s))));
+                let qy = load32i(&yb.qs);
+                let dot = [0, 1, 2, 3].map(|r| $mul(nibbles32(&xb.qs[r]), qy));
+                fma4(&mut acc, d, dot);
+            }
+            let mut m = [0.0f32; 4];
+            // SAFETY: `m` is four writable floats; the store has no alignment requirement.
+            unsafe { _mm_storeu_ps(m.as_mut_ptr(), accm) };
+            finish(acc, m)
+        }
+
+        #[target_feature(enable = $features)]
+        fn q8_0(x: &[BlockQ8_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
+            let group = core::mem::size_of_val(x);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (xb, yb) in x.iter().zip(y) {
+                prefetch(xb, group);
+                let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
+                let qy = load32i(&yb.qs);
+                let dot = [0, 1, 2, 3].map(|r| mul_sum_i8(load32i(&xb.qs[r]), qy));
+                fma4(&mut acc, d, dot);
+            }
+            finish(acc, [0.0; 4])
+        }
+    };
+}
+
+/// Sums of four u8 × i8 products per i32 lane (no saturation for |b| <= 127).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn mul_sum_us8_avx2(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+fn mul_sum_us8_avxvnni(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
+}
+
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[inline]
+fn mul_sum_us8_avx512vnni(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+}
+
+use core::arch::x86_64::*;
+
+mod avx2 {
+    family!("avx2,fma,f16c", super::mul_sum_us8_avx2);
+}
+
+mod avxvnni {
+    family!("avx2,fma,f16c,avxvnni", super::mul_sum_us8_avxvnni);
+}
+
+mod avx512 {
+    family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
+        super::mul_sum_us8_avx2
+    );
+}
+
+mod avx512vnni {
+    family!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+        super::mul_sum_us8_avx512vnni
+    );
+}
