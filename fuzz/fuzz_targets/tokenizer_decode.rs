@@ -8,7 +8,12 @@ mod common;
 use edgelm::tokenizer::StreamDecoder;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    // Loading the vocabularies takes seconds: done once before fuzzing, not under -timeout.
+    init: {
+        common::tokenizers();
+    },
+    |data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
@@ -41,4 +46,5 @@ fuzz_target!(|data: &[u8]| {
     streamed.push_str(stream.finish());
     assert_eq!(streamed, String::from_utf8_lossy(&all_bytes));
     assert!(!stream.has_pending());
-});
+}
+);

@@ -8,7 +8,12 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    // Loading the vocabularies takes seconds: done once before fuzzing, not under -timeout.
+    init: {
+        common::tokenizers();
+    },
+    |data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
@@ -44,4 +49,5 @@ fuzz_target!(|data: &[u8]| {
     if exact {
         assert_eq!(back, text, "{name}: decode(encode(s)) != s");
     }
-});
+}
+);
