@@ -389,13 +389,22 @@ fn gpt2_config_errors_are_clear() {
     );
     let p = plan(&model.config, 64).unwrap();
     let mut mem = edgelm::session::alloc_memory(&p);
-    assert!(edgelm::session::Session::new(&model, &mut mem, 65).is_err());
+    let e = edgelm::session::Session::new(&model, &mut mem, 65)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "context length 65 exceeds the model's 64 learned positions; use -c 64 or less"
+    );
     let mut s = edgelm::session::Session::new(&model, &mut mem, 64).unwrap();
     for t in 0..64 {
         let logits = s.eval(t).unwrap();
         assert!(logits.iter().all(|x| x.is_finite()));
     }
-    assert!(s.eval(0).is_err());
+    assert_eq!(
+        s.eval(0).unwrap_err().to_string(),
+        "context is full (64 tokens); use a larger context (-c) or a shorter prompt"
+    );
 }
 
 #[test]
@@ -419,16 +428,31 @@ fn gpt2_plan_is_exact() {
     let mut mem = vec![0u8; p32.total_bytes];
     let s = edgelm::session::Session::with_kv(&model, &mut mem, 64, KvType::F32).unwrap();
     assert_eq!(s.kv_type(), KvType::F32);
+    let too_small = |got: usize, needed: usize| {
+        format!("session memory too small: {got} bytes given, {needed} needed")
+    };
     let mut small = vec![0u8; p32.total_bytes - 1];
-    assert!(edgelm::session::Session::with_kv(&model, &mut small, 64, KvType::F32).is_err());
+    let e = edgelm::session::Session::with_kv(&model, &mut small, 64, KvType::F32).err();
+    assert_eq!(
+        e.unwrap().to_string(),
+        too_small(p32.total_bytes - 1, p32.total_bytes)
+    );
     // An f16-sized buffer is too small for the f32 cache.
     let mut f16_sized = vec![0u8; p.total_bytes];
-    assert!(edgelm::session::Session::with_kv(&model, &mut f16_sized, 64, KvType::F32).is_err());
+    let e = edgelm::session::Session::with_kv(&model, &mut f16_sized, 64, KvType::F32).err();
+    assert_eq!(
+        e.unwrap().to_string(),
+        too_small(p.total_bytes, p32.total_bytes)
+    );
     // x 80, xb 80, xb2 80, q 80, k 80, v 80, hb 256, no second FFN branch, logits 256 (f32),
     // act 4 × 256 bytes; each buffer rounded up to 64 bytes.
     assert_eq!(p.scratch_bytes, 6 * 320 + 1024 + 1024 + 1024);
     let mut small = vec![0u8; p.total_bytes - 1];
-    assert!(edgelm::session::Session::new(&model, &mut small, 64).is_err());
+    let e = edgelm::session::Session::new(&model, &mut small, 64).err();
+    assert_eq!(
+        e.unwrap().to_string(),
+        too_small(p.total_bytes - 1, p.total_bytes)
+    );
 }
 
 /// With an f32 KV cache (f32 attention) and F32 weights nothing is rounded to f16 anywhere, so we

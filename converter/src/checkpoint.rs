@@ -50,31 +50,22 @@ impl StFile {
         // wrong numbers in the output (as any reader would), never unsoundness in safe code, since
         // every access below is bounds-checked against the header read here.
         let map = unsafe { Mmap::map(&file) }.map_err(io(path))?;
-        let bad = |msg: String| ConvertError::Safetensors {
+        let tensors = index(path, &map)?;
+        Ok(StFile {
             path: path.to_path_buf(),
-            msg,
-        };
-        let (header_len, meta) =
-            safetensors::SafeTensors::read_metadata(&map).map_err(|e| bad(e.to_string()))?;
-        let base = 8 + header_len;
-        let mut tensors = HashMap::new();
-        for (name, info) in meta.tensors() {
-            let (s, e) = info.data_offsets;
-            let (start, end) = (base + s, base + e);
-            let elems: usize = info.shape.iter().product();
-            if end > map.len() || start > end || (end - start) != elems * info.dtype.bitsize() / 8 {
-                return Err(bad(format!("tensor {name}: data range out of the file")));
-            }
-            tensors.insert(
-                name.clone(),
-                Meta {
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start,
-                    end,
-                },
-            );
-        }
+            map,
+            tensors,
+        })
+    }
+
+    /// A safetensors file held in memory, read as if it were at `path` (which only names it in
+    /// errors): the bytes are copied into an anonymous mapping. For tests and fuzzing.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<StFile> {
+        let tensors = index(path, bytes)?;
+        // An anonymous mapping cannot be empty; a valid file is never shorter than its 8-byte header.
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(io(path))?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(io(path))?;
         Ok(StFile {
             path: path.to_path_buf(),
             map,
@@ -189,6 +180,59 @@ impl TensorRef<'_> {
     }
 }
 
+/// Reads and checks a safetensors header: every tensor's data range must lie in `data` and hold
+/// exactly its shape's elements.
+fn index(path: &Path, data: &[u8]) -> Result<HashMap<String, Meta>> {
+    let bad = |msg: String| ConvertError::Safetensors {
+        path: path.to_path_buf(),
+        msg,
+    };
+    // safetensors' own size check adds the last offset to the header length unchecked, which
+    // panics in debug builds on offsets near u64::MAX: offsets past the file are refused first.
+    let header = data
+        .first_chunk::<8>()
+        .and_then(|n| usize::try_from(u64::from_le_bytes(*n)).ok())
+        .and_then(|n| data.get(8..n.checked_add(8)?));
+    if let Some(Ok(Value::Object(m))) = header.map(serde_json::from_slice::<Value>) {
+        let past = |v: &Value| {
+            v["data_offsets"].as_array().is_some_and(|o| {
+                o.iter()
+                    .any(|x| x.as_u64().is_some_and(|x| x > data.len() as u64))
+            })
+        };
+        if let Some((name, _)) = m.iter().find(|(_, v)| past(v)) {
+            return Err(bad(format!("tensor {name}: data range out of the file")));
+        }
+    }
+    let (header_len, meta) =
+        safetensors::SafeTensors::read_metadata(data).map_err(|e| bad(e.to_string()))?;
+    let base = 8 + header_len;
+    let mut tensors = HashMap::new();
+    for (name, info) in meta.tensors() {
+        let (s, e) = info.data_offsets;
+        // Offsets are whatever the header says (near u64::MAX too): adding the header's length
+        // must not wrap around to a range inside the file.
+        let out = || bad(format!("tensor {name}: data range out of the file"));
+        let (Some(start), Some(end)) = (base.checked_add(s), base.checked_add(e)) else {
+            return Err(out());
+        };
+        let elems: usize = info.shape.iter().product();
+        if end > data.len() || start > end || (end - start) != elems * info.dtype.bitsize() / 8 {
+            return Err(out());
+        }
+        tensors.insert(
+            name.clone(),
+            Meta {
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                start,
+                end,
+            },
+        );
+    }
+    Ok(tensors)
+}
+
 /// A Hugging Face model folder: config.json plus one or more safetensors shards.
 pub struct Checkpoint {
     /// The folder.
@@ -234,26 +278,33 @@ impl Checkpoint {
             });
         };
         let mut shards = Vec::new();
-        let mut where_is = HashMap::new();
-        for (i, f) in files.iter().enumerate() {
+        for f in &files {
             if !f.is_file() {
                 return Err(ConvertError::Missing {
                     path: f.clone(),
                     what: "a shard named by model.safetensors.index.json",
                 });
             }
-            let s = StFile::open(f)?;
+            shards.push(StFile::open(f)?);
+        }
+        Ok(Checkpoint::from_parts(dir, config, shards))
+    }
+
+    /// A checkpoint from an already parsed config.json and opened shards (`dir` names it in
+    /// errors). For tests and fuzzing; [`Checkpoint::open`] reads them from a folder.
+    pub fn from_parts(dir: &Path, config: Value, shards: Vec<StFile>) -> Checkpoint {
+        let mut where_is = HashMap::new();
+        for (i, s) in shards.iter().enumerate() {
             for n in s.names() {
                 where_is.insert(n.to_string(), i);
             }
-            shards.push(s);
         }
-        Ok(Checkpoint {
+        Checkpoint {
             dir: dir.to_path_buf(),
             config,
             shards,
             where_is,
-        })
+        }
     }
 
     /// True if some shard holds `name`.
@@ -304,5 +355,50 @@ pub fn read_json_opt(path: &Path) -> Result<Option<Value>> {
         read_json(path, "").map(Some)
     } else {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header whose tensors' offsets run up to just below 2^64 (sizes that fit no file): adding
+    /// the header length to them overflowed (a panic in debug builds, in safetensors' check too).
+    #[test]
+    fn offsets_near_u64_max_are_out_of_the_file() {
+        let mut header = String::from("{");
+        let big = 1u64 << 60;
+        let mut at = 0u64;
+        for i in 0..15 {
+            header += &format!(
+                "\"t{i:02}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{at},{}]}},",
+                big / 4,
+                at + big
+            );
+            at += big;
+        }
+        let last = big - 104;
+        header += &format!(
+            "\"t15\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{at},{}]}},",
+            last / 4,
+            at + last
+        );
+        at += last;
+        header += &format!(
+            "\"wrapped\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{at},{}]}}}}",
+            at + 8
+        );
+        assert_eq!(at, u64::MAX - 103);
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header.as_bytes());
+        file.extend_from_slice(&[0; 64]);
+        let e = StFile::from_bytes(Path::new("x.safetensors"), &file)
+            .err()
+            .expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x.safetensors") && msg.contains("data range out of the file"),
+            "{msg}"
+        );
     }
 }

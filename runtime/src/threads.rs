@@ -568,7 +568,10 @@ mod tests {
                 done.fetch_add(1, Ordering::SeqCst);
             })
         }));
-        assert!(r.is_err());
+        assert_eq!(
+            r.unwrap_err().downcast_ref::<&str>(),
+            Some(&"first part fails")
+        );
         assert_eq!(done.load(Ordering::SeqCst), 1);
         let sum = AtomicUsize::new(0);
         pool.run(&|i, _| {

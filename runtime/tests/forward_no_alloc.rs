@@ -82,8 +82,12 @@ fn plan_is_exact_and_too_small_memory_is_an_error() {
     let p = plan(&model.config, 128).unwrap();
     // 30 layers × 128 positions × 192 (3 KV heads × 64) × f16, for K and V.
     assert_eq!(p.kv_bytes, 2 * 30 * 128 * 192 * 2);
+    let too_small = |got: usize, needed: usize| {
+        format!("session memory too small: {got} bytes given, {needed} needed")
+    };
     let mut small = vec![0u8; p.total_bytes - 1];
-    assert!(Session::new(&model, &mut small, 128).is_err());
+    let e = Session::new(&model, &mut small, 128).err().unwrap();
+    assert_eq!(e.to_string(), too_small(p.total_bytes - 1, p.total_bytes));
     // Any buffer address works with exactly total_bytes.
     let mut big = vec![0u8; p.total_bytes + 63];
     for off in [0, 1, 7, 63] {
@@ -95,7 +99,13 @@ fn plan_is_exact_and_too_small_memory_is_an_error() {
     assert_eq!(p32.kv_bytes, 2 * 30 * 128 * 192 * 4);
     assert_eq!(p32.total_bytes - p.total_bytes, p.kv_bytes);
     let mut small = vec![0u8; p32.total_bytes - 1];
-    assert!(Session::with_kv(&model, &mut small, 128, KvType::F32).is_err());
+    let e = Session::with_kv(&model, &mut small, 128, KvType::F32)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        too_small(p32.total_bytes - 1, p32.total_bytes)
+    );
     let mut big = vec![0u8; p32.total_bytes + 63];
     for off in [0, 1, 7, 63] {
         let mem = &mut big[off..off + p32.total_bytes];
@@ -105,7 +115,11 @@ fn plan_is_exact_and_too_small_memory_is_an_error() {
         );
     }
     let mut wrong = [LayerWeights::EMPTY; 3];
-    assert!(Model::load_into(&g, &mut wrong[..]).is_err());
+    let e = Model::load_into(&g, &mut wrong[..]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "layer table holds 3 entries, the model has 30 layers"
+    );
 }
 
 /// A minimal GGUF v3 LoRA adapter for `blk.0.attn_q.weight` (576 × 576) at rank 4, F32 factors,

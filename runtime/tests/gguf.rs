@@ -311,9 +311,14 @@ fn metadata_errors() {
     let mut b = bytes.clone();
     let at = find(&b, b"llama.rope.freq_base");
     b[at..at + "llama.block_count".len()].copy_from_slice(b"llama.block_count");
-    // keep the length consistent: "llama.rope.freq_base" is longer, so patch the length too
+    // keep the length consistent: "llama.rope.freq_base" is longer, so patch the length and
+    // drop the rest of the old name (the key's type and value follow it)
     put_u64(&mut b, at - 8, "llama.block_count".len() as u64);
-    assert!(Gguf::parse(&b).is_err());
+    b.drain(at + "llama.block_count".len()..at + "llama.rope.freq_base".len());
+    assert_eq!(
+        Gguf::parse(&b).unwrap_err().to_string(),
+        "GGUF metadata key 'llama.block_count' appears twice"
+    );
     // Bad alignment.
     let mut b = bytes.clone();
     let at = find(&b, b"general.alignment") + "general.alignment".len() + 4;

@@ -54,6 +54,16 @@ pub fn parse_kv_type(s: &str) -> std::result::Result<edgelm::kv::KvType, String>
     s.parse().map_err(|e| format!("{e}"))
 }
 
+/// Parses a sampling value: a NaN or infinite one would silently turn every probability into
+/// NaN, so it is refused by name.
+pub fn parse_finite(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("not a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

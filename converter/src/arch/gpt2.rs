@@ -19,7 +19,7 @@ const ACTIVATIONS: [&str; 4] = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_f
 
 pub(super) fn plan(ck: &Checkpoint, c: &Cfg<'_>) -> Result<Plan> {
     let d = c.usize("n_embd")?;
-    let n_layer = c.usize("n_layer")?;
+    let n_layer = c.at_most("n_layer", c.usize("n_layer")?, super::MAX_LAYERS)?;
     let n_head = c.usize("n_head")?;
     let n_pos = match c.opt_usize("n_positions")? {
         Some(n) => n,

@@ -20,10 +20,18 @@ pub(super) fn plan(ck: &Checkpoint, c: &Cfg<'_>, qwen2: bool) -> Result<Plan> {
     let arch = if qwen2 { "qwen2" } else { "llama" };
     let d = c.usize("hidden_size")?;
     let ff = c.usize("intermediate_size")?;
-    let n_layer = c.usize("num_hidden_layers")?;
+    let n_layer = c.at_most(
+        "num_hidden_layers",
+        c.usize("num_hidden_layers")?,
+        super::MAX_LAYERS,
+    )?;
     let n_head = c.usize("num_attention_heads")?;
     let n_head_kv = c.opt_usize("num_key_value_heads")?.unwrap_or(n_head);
-    let head_dim = c.opt_usize("head_dim")?.unwrap_or(d / n_head);
+    let head_dim = c.at_most(
+        "head_dim",
+        c.opt_usize("head_dim")?.unwrap_or(d / n_head),
+        super::MAX_HEAD_DIM,
+    )?;
     let vocab = c.usize("vocab_size")?;
     let n_ctx = c.opt_usize("max_position_embeddings")?.unwrap_or(2048);
     let eps = c.opt_f32("rms_norm_eps")?.unwrap_or(1e-6);

@@ -245,6 +245,12 @@ pub fn map_name(arch: &str, hf: &str, n_head: usize, n_head_kv: usize) -> Option
     }
 }
 
+/// Most blocks accepted (the runtime's limit): config.json is read before any tensor, and the
+/// plan holds jobs for every block, so a huge count must fail here, not exhaust memory.
+pub const MAX_LAYERS: usize = 1024;
+/// Largest head size accepted (the runtime's limit); RoPE factors are computed per dimension.
+pub const MAX_HEAD_DIM: usize = 1024;
+
 /// Typed access to config.json with errors that name the file and key.
 pub struct Cfg<'a> {
     v: &'a Value,
@@ -275,6 +281,16 @@ impl Cfg<'_> {
                 _ => Err(self.err(format!("field {key:?} = {v} is not a positive integer"))),
             },
         }
+    }
+
+    /// `v` (the value of `key`, or derived from it) if it is at most `max`.
+    pub fn at_most(&self, key: &str, v: usize, max: usize) -> Result<usize> {
+        if v > max {
+            return Err(self.err(format!(
+                "field {key:?} = {v} is larger than {max}, the most edgelm runs"
+            )));
+        }
+        Ok(v)
     }
 
     /// An optional finite number.
@@ -322,6 +338,43 @@ mod tests {
     use super::*;
 
     /// The permutation as numpy writes it: reshape(h, 2, half, c).swapaxes(1, 2).reshape(rows, c).
+    fn plan_of(config: serde_json::Value) -> Result<Plan> {
+        let ck = Checkpoint::from_parts(std::path::Path::new("ck"), config, Vec::new());
+        plan(&ck)
+    }
+
+    /// Reproduced through the converter_config fuzz target (timeout, out of memory): sizes from
+    /// config.json were used before any tensor was looked at, so a huge block count or head size
+    /// ran the plan for minutes or out of memory.
+    #[test]
+    fn huge_sizes_are_refused_by_name() {
+        let llama = |k: &str, v: u64| {
+            let mut c = serde_json::json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 8,
+                "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "vocab_size": 16});
+            c[k] = v.into();
+            plan_of(c).err().expect("refused").to_string()
+        };
+        let e = llama("num_hidden_layers", 2_000_000_000);
+        assert!(
+            e.contains("\"num_hidden_layers\" = 2000000000 is larger than 1024"),
+            "{e}"
+        );
+        let e = llama("head_dim", 1 << 31);
+        assert!(
+            e.contains("\"head_dim\" = 2147483648 is larger than 1024"),
+            "{e}"
+        );
+        assert!(e.contains("config.json"), "{e}");
+        let gpt2 = serde_json::json!({"architectures": ["GPT2LMHeadModel"], "n_embd": 8,
+            "n_layer": 1u64 << 31, "n_head": 2, "n_positions": 8, "vocab_size": 16});
+        let e = plan_of(gpt2).err().expect("refused").to_string();
+        assert!(
+            e.contains("\"n_layer\" = 2147483648 is larger than 1024"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn permutation_matches_numpy_reshape() {
         let (n_head, rows) = (3, 12);

@@ -16,19 +16,19 @@ use std::time::Instant;
 #[derive(clap::Args, Clone)]
 pub struct SamplingArgs {
     /// Temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, value_parser = crate::load::parse_finite)]
     pub temp: f32,
     /// Top-k (0 = off).
     #[arg(long = "top-k", default_value_t = 40)]
     pub top_k: usize,
     /// Top-p (1 = off).
-    #[arg(long = "top-p", default_value_t = 0.95)]
+    #[arg(long = "top-p", default_value_t = 0.95, value_parser = crate::load::parse_finite)]
     pub top_p: f32,
     /// Min-p (0 = off).
-    #[arg(long = "min-p", default_value_t = 0.05)]
+    #[arg(long = "min-p", default_value_t = 0.05, value_parser = crate::load::parse_finite)]
     pub min_p: f32,
     /// Repetition penalty (1 = off).
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    #[arg(long = "repeat-penalty", default_value_t = 1.0, value_parser = crate::load::parse_finite)]
     pub repeat_penalty: f32,
     /// Tokens the repetition penalty looks back over.
     #[arg(long = "repeat-last-n", default_value_t = 64)]
