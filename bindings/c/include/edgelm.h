@@ -14,6 +14,9 @@
 // KV cache of f32 elements (twice the memory; attention in f32).
 #define EDGELM_KV_F32 1
 
+// KV cache of ggml Q8_0 blocks (0.53x the f16 memory; llama.cpp's `-ctk q8_0 -ctv q8_0 -fa on` numerics).
+#define EDGELM_KV_Q8_0 2
+
 // Result of every call; on anything but `EDGELM_OK`, `edgelm_last_error()` says what went wrong.
 typedef enum edgelm_status {
   // Success.

@@ -33,6 +33,7 @@ fn flipped_bit_fails_verification_through_the_c_api() {
         lora: None,
         lora_scale: 1.0,
         force: false,
+        layout: edgelm::quant::layout::Target::None,
     };
     edgelm_converter::convert(&o, &|_, _, _| {}).unwrap();
     let mut bytes = std::fs::read(&out).unwrap();
