@@ -11,13 +11,33 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where cargo put this package's libraries: the profile folder above this test's `deps/`.
+/// `cargo test --workspace` builds only the rlib of this crate for its tests, so the static and
+/// shared libraries are built here with the same profile (a no-op when they are current).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let target = dir.parent().unwrap();
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "edgelm-c",
+            "--lib",
+            "--target-dir",
+        ])
+        .arg(target)
+        .current_dir(manifest());
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build -p edgelm-c failed");
     for f in ["libedgelm_c.a", "libedgelm_c.so"] {
         assert!(
             dir.join(f).exists(),
-            "{} missing: cargo builds it with this test",
+            "{} missing after cargo build",
             dir.join(f).display()
         );
     }
