@@ -44,13 +44,18 @@ fn logits_at(model: &ModelVec<'_>, prompt: &[u32], n_gen: usize, threads: usize)
     let mut s = Session::new(model, &mut mem, n_ctx).unwrap();
     let mut all = vec![vec![0u32; model.config.n_vocab]; n_ctx];
     let mut next = 0;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let mut before = ALLOCATIONS.load(Ordering::Relaxed);
     for (i, bits) in all.iter_mut().enumerate() {
         let t = if i < prompt.len() { prompt[i] } else { next };
         let logits = s.eval(t).unwrap();
         next = argmax(logits);
         for (b, x) in bits.iter_mut().zip(logits) {
             *b = x.to_bits();
+        }
+        if i == 0 {
+            // New workers set up their thread-locals when they first run (after `set_threads`
+            // returns, whenever the OS schedules them); the first token has run on every worker.
+            before = ALLOCATIONS.load(Ordering::Relaxed);
         }
     }
     // The pool hands jobs over without allocating (rayon's did).
