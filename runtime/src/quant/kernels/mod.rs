@@ -124,6 +124,11 @@ fn detect() -> Isa {
 
 /// Activation quantizers with SIMD versions; the others take `quantize`'s reference code.
 pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
+    // Only the SIMD architectures read the level; elsewhere everything is scalar.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     #[cfg(target_arch = "x86_64")]
     if x86::quantize_row(isa, ty, x, y) {
@@ -172,6 +177,11 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
         return;
     }
     let act = &act[..act_row];
+    // Only the SIMD architectures read the level; elsewhere everything is scalar.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     #[cfg(target_arch = "x86_64")]
     if x86::matvec(isa, ty, w, w_row, act, out) {
