@@ -348,3 +348,25 @@ fn q8_0_value_accumulation_matches_scalar_bit_for_bit() {
         }
     }
 }
+
+/// Reports the levels this CPU has, and pins them when `EDGELM_EXPECT_ISA` names them
+/// (comma-separated, in `Isa::ALL` order; scripts/test-arm sets it for each emulated CPU), so that
+/// a run meant for a CPU without a level cannot pass on a CPU that silently lacks or has it.
+#[test]
+#[cfg(feature = "std")]
+fn detected_levels_are_the_expected_ones() {
+    let names: Vec<&str> = levels().iter().map(|l| l.name()).collect();
+    let got = names.join(",");
+    eprintln!("SIMD levels tested against scalar: [{got}], best {}", isa());
+    #[cfg(target_arch = "aarch64")]
+    {
+        let i8mm = std::arch::is_aarch64_feature_detected!("i8mm");
+        eprintln!("CPU has i8mm: {i8mm} (no i8mm kernels exist: it takes the dotprod ones)");
+        if let Ok(want) = std::env::var("EDGELM_EXPECT_I8MM") {
+            assert_eq!(i8mm, want == "1", "i8mm detected: {i8mm}, expected {want}");
+        }
+    }
+    if let Ok(want) = std::env::var("EDGELM_EXPECT_ISA") {
+        assert_eq!(got, want, "detected levels [{got}], expected [{want}]");
+    }
+}

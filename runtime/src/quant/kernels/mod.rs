@@ -125,6 +125,11 @@ fn detect() -> Isa {
 
 /// Activation quantizers with SIMD versions; the others take `quantize`'s reference code.
 pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
+    // Only the SIMD architectures read the level; elsewhere everything is scalar.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     // Only the SIMD architectures consult the level (no warning on thumb or riscv builds).
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -195,6 +200,11 @@ pub(crate) fn matvec(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out
         return;
     }
     let act = &act[..act_row];
+    // Only the SIMD architectures read the level; elsewhere everything is scalar.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     if ty.interleave() > 1 {
         interleaved::matvec(isa, ty, w, w_row, act, out);
