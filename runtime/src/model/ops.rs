@@ -157,10 +157,22 @@ pub fn gelu_erf(x: &mut [f32]) {
 
 /// Rotates each head of `x` (`n_heads × head_dim`) by position `pos`, as ggml_rope_ext does.
 pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option<&Vector<'_>>) {
+    rope_base(x, n_heads, c, c.rope_base, pos, freqs);
+}
+
+/// [`rope`] with another base frequency (Gemma 3's sliding-window layers use their own).
+pub fn rope_base(
+    x: &mut [f32],
+    n_heads: usize,
+    c: &Config,
+    base: f32,
+    pos: usize,
+    freqs: Option<&Vector<'_>>,
+) {
     let hd = c.head_dim;
     let n_rot = c.rope_dim;
     // ggml builds theta by repeated multiplication; doing the same keeps rounding identical.
-    let theta_scale = math::powf(c.rope_base, -2.0 / n_rot as f32);
+    let theta_scale = math::powf(base, -2.0 / n_rot as f32);
     for h in 0..n_heads {
         let head = &mut x[h * hd..(h + 1) * hd];
         let mut theta = pos as f32;
@@ -183,6 +195,42 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
             theta *= theta_scale;
         }
     }
+}
+
+/// GELU(gate) · up, in place into `gate`, as ggml_vec_geglu_f32 computes it: the gate rounded to
+/// f16 and looked up in a table of f16 GELU values (computed here on the fly), passed through
+/// beyond ±10.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = if *g <= -10.0 {
+            0.0
+        } else if *g >= 10.0 {
+            *g * u
+        } else {
+            let mut x = [f16::from_f32(*g).to_f32()];
+            gelu_tanh(&mut x);
+            f16::from_f32(x[0]).to_f32() * u
+        };
+    }
+}
+
+/// RMSNorm of each `head_dim` slice of `x` in place (Gemma's per-head Q/K norms).
+pub fn rmsnorm_heads(x: &mut [f32], head_dim: usize, w: &Vector<'_>, eps: f32, tmp: &mut [f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        tmp[..head_dim].copy_from_slice(head);
+        rmsnorm(head, &tmp[..head_dim], w, eps);
+    }
+}
+
+/// Multiplies in place by a scalar (ggml_scale).
+pub fn scale(x: &mut [f32], s: f32) {
+    x.iter_mut().for_each(|v| *v *= s);
+}
+
+/// `c·tanh(x/c)` in place: soft-caps logits to ±c (ggml_scale, ggml_tanh, ggml_scale).
+pub fn softcap(x: &mut [f32], c: f32) {
+    x.iter_mut()
+        .for_each(|v| *v = math::tanhf(*v * (1.0 / c)) * c);
 }
 
 /// SiLU(gate) · up, in place into `gate`, with ggml's vectorized exp (see [`expf_ggml`]) on
@@ -230,18 +278,21 @@ pub fn expf_ggml(x: f32) -> f32 {
     (j as f64 * libm::exp2(n as f64)) as f32
 }
 
-/// Causal attention of one query position over `n_pos` cached positions, grouped-query aware.
+/// Causal attention of one query position over `n_pos` cached positions, grouped-query aware
+/// (rows read from `first` on, wrapping).
 ///
 /// This is ggml's CPU flash-attention kernel step for step (llama.cpp's default): the query is
 /// rounded to f16, scores are f16 dot products, the softmax runs online, and the weighted sum of
 /// values is accumulated in f16. SmolLM-class models amplify rounding differences, so matching
 /// llama.cpp token for token needs the same roundings, not merely an exact softmax.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     out: &mut [f32],
     q: &mut [f32],
     k_cache: &[f16],
     v_cache: &[f16],
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
@@ -259,7 +310,7 @@ pub fn attention(
         acc.fill(0.0);
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
         for t in 0..n_pos {
-            let row = t * kv_dim + kvh * hd;
+            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
             let s = dot_f16(qh, &k_cache[row..row + hd]) * scale;
             let (mut ms, mut vs) = (1f32, 1f32);
             if s > m {
@@ -294,18 +345,21 @@ pub fn attention(
 }
 
 /// Attention over one layer of the KV cache, in the cache's numerics: [`attention`] (llama.cpp's
-/// f16 flash-attention path) for an f16 cache, [`attention_f32`] for an f32 one.
+/// f16 flash-attention path) for an f16 cache, [`attention_f32`] for an f32 one. The `n_pos` rows
+/// are read from row `first` on, wrapping (a ring cache's oldest row; 0 otherwise).
+#[allow(clippy::too_many_arguments)]
 pub fn attend(
     out: &mut [f32],
     q: &mut [f32],
     kv: KvLayer<'_>,
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
     match kv {
-        KvLayer::F16 { k, v } => attention(out, q, k, v, n_pos, c, scale),
-        KvLayer::F32 { k, v } => attention_f32(out, q, k, v, n_pos, c, scale),
+        KvLayer::F16 { k, v } => attention(out, q, k, v, n_pos, first, c, scale),
+        KvLayer::F32 { k, v } => attention_f32(out, q, k, v, n_pos, first, c, scale),
     }
 }
 
@@ -313,12 +367,14 @@ pub fn attend(
 /// the query is not rounded, scores are f32 dot products, the softmax subtracts the running
 /// maximum (online, so no buffer grows with the context) and values are accumulated in f32.
 /// This is what ggml's flash-attention kernel does with an f32 cache, up to summation order.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_f32(
     out: &mut [f32],
     q: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
@@ -332,7 +388,7 @@ pub fn attention_f32(
         acc.fill(0.0);
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
         for t in 0..n_pos {
-            let row = t * kv_dim + kvh * hd;
+            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
             let s = dot_f32(qh, &k_cache[row..row + hd]) * scale;
             // exp(s − m) with m the largest score so far: every weight is ≤ 1, and an earlier
             // sum is rescaled when a larger score arrives.
@@ -537,6 +593,11 @@ mod tests {
                 rope_dim: hd,
                 rope_kind: RopeKind::Normal,
                 activation: crate::model::Activation::Silu,
+                sliding_window: 0,
+                swa_pattern: 0,
+                rope_base_swa: 10000.0,
+                attn_scale: 1.0 / libm::sqrtf(hd as f32),
+                logit_softcap: 0.0,
             };
             let n_pos = 40;
             let kv_dim = c.kv_dim();
@@ -552,7 +613,7 @@ mod tests {
             let scale = 1.0 / libm::sqrtf(hd as f32);
 
             let mut out = [0f32; 64];
-            attention_f32(&mut out, &q, k, v, n_pos, &c, scale);
+            attention_f32(&mut out, &q, k, v, n_pos, 0, &c, scale);
             let d32 = (0..n_head * hd)
                 .map(|i| (out[i] as f64 - want[i]).abs())
                 .fold(0.0, f64::max);
@@ -569,6 +630,7 @@ mod tests {
                 &kh[..k.len()],
                 &vh[..v.len()],
                 n_pos,
+                0,
                 &c,
                 scale,
             );
@@ -587,6 +649,7 @@ mod tests {
                 &mut q.clone(),
                 KvLayer::F32 { k, v },
                 n_pos,
+                0,
                 &c,
                 scale,
             );
@@ -600,6 +663,7 @@ mod tests {
                     v: &vh[..v.len()],
                 },
                 n_pos,
+                0,
                 &c,
                 scale,
             );

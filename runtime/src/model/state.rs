@@ -33,7 +33,7 @@ pub fn state_sizes(c: &super::Config) -> [(usize, usize); 10] {
     let wide = c.n_embd.max(c.q_dim());
     let widest = wide.max(c.n_ff);
     let gated_ff = match c.arch {
-        Arch::Llama | Arch::Qwen2 => c.n_ff,
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => c.n_ff,
         Arch::Gpt2 => 0,
     };
     // (elements, bytes per element)

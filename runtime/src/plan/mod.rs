@@ -1,7 +1,7 @@
 //! Memory plan: the exact bytes a session needs, known before any weights are touched,
 //! and the carving of one caller-provided buffer into the KV cache and scratch buffers.
 
-use crate::kv::{KvCache, KvType};
+use crate::kv::{KvCache, KvType, Ring};
 use crate::model::{state_sizes, Config, State};
 use crate::sampler::Candidate;
 use half::f16;
@@ -16,8 +16,10 @@ pub struct Plan {
     pub n_ctx: usize,
     /// KV cache element type planned for.
     pub kv_type: KvType,
-    /// KV cache bytes (keys + values, all layers).
+    /// KV cache bytes (keys + values, all layers; sliding-window layers hold a ring of the window).
     pub kv_bytes: usize,
+    /// Of `kv_bytes`, those of the sliding-window layers' rings (independent of `n_ctx` beyond the window).
+    pub kv_ring_bytes: usize,
     /// Activation scratch bytes.
     pub scratch_bytes: usize,
     /// Sampler candidate buffer bytes.
@@ -97,9 +99,12 @@ pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, Plan
             });
         }
     }
-    let rows = c.n_layer.checked_mul(n_ctx).ok_or(bad)?;
+    let ring = ring(c);
+    let rows = ring.rows_before(c.n_layer, n_ctx).ok_or(bad)?;
     let row_bytes = kv_type.row_bytes(c.kv_dim()).ok_or(bad)?;
     let kv_bytes = 2 * padded(rows.checked_mul(row_bytes).ok_or(bad)?).ok_or(bad)?;
+    let ring_rows = c.n_swa_layers() * ring.size.min(n_ctx);
+    let kv_ring_bytes = 2 * ring_rows * row_bytes;
     let mut scratch_bytes = 0usize;
     for (n, sz) in state_sizes(c) {
         scratch_bytes = scratch_bytes
@@ -112,10 +117,22 @@ pub fn plan_with(c: &Config, n_ctx: usize, kv_type: KvType) -> Result<Plan, Plan
         n_ctx,
         kv_type,
         kv_bytes,
+        kv_ring_bytes,
         scratch_bytes,
         sampler_bytes: sampler,
         total_bytes,
     })
+}
+
+/// The KV layout of a config: rings of the sliding window for its sliding-window layers.
+pub fn ring(c: &Config) -> Ring {
+    match c.sliding_window > 0 && c.swa_pattern > 0 {
+        true => Ring {
+            size: c.sliding_window,
+            pattern: c.swa_pattern,
+        },
+        false => Ring::NONE,
+    }
 }
 
 /// Hands out aligned, typed sub-slices of one byte buffer.
@@ -161,18 +178,18 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
         });
     }
     let mut a = Arena { rest: mem };
-    let kv_elems = KvCache::elements(c.n_layer, p.n_ctx, c.kv_dim()).unwrap_or(0);
+    let kv_elems = KvCache::elements_ring(c.n_layer, p.n_ctx, c.kv_dim(), ring(c)).unwrap_or(0);
     let (n_ctx, kv_dim) = (p.n_ctx, c.kv_dim());
     let kv = match p.kv_type {
         KvType::F16 => {
             let k: &mut [f16] = a.typed(kv_elems);
             let v: &mut [f16] = a.typed(kv_elems);
-            KvCache::new(k, v, n_ctx, kv_dim)
+            KvCache::new(k, v, n_ctx, kv_dim).with_ring(ring(c))
         }
         KvType::F32 => {
             let k: &mut [f32] = a.typed(kv_elems);
             let v: &mut [f32] = a.typed(kv_elems);
-            KvCache::new_f32(k, v, n_ctx, kv_dim)
+            KvCache::new_f32(k, v, n_ctx, kv_dim).with_ring(ring(c))
         }
     };
     let s = state_sizes(c);
@@ -219,6 +236,11 @@ mod tests {
             rope_dim: 64,
             rope_kind: RopeKind::Normal,
             activation: Activation::Silu,
+            sliding_window: 0,
+            swa_pattern: 0,
+            rope_base_swa: 100000.0,
+            attn_scale: 0.125,
+            logit_softcap: 0.0,
         }
     }
 

@@ -131,7 +131,8 @@ pub fn main(a: Args) -> Result<()> {
             .take_while(|(a, b)| a == b)
             .count()
             .min(ids.len() - 1);
-        session.truncate(common);
+        // A sliding-window cache may keep less than the shared prefix.
+        let common = session.truncate(common);
         if ids.len() >= n_ctx {
             bail!(
                 "the conversation ({} tokens) no longer fits the context ({n_ctx}); raise -c",
