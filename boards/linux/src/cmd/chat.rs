@@ -42,6 +42,9 @@ pub struct Args {
     pub lora: LoraArgs,
 }
 
+/// Gemma's chat format (its Hugging Face template, system message folded into the first user turn).
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + (message['content'] | trim) + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 /// Renders a conversation with a Hugging Face chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -84,7 +87,9 @@ pub fn main(a: Args) -> Result<()> {
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
     crate::load::report_adapters(&adapters.apply(&mut model, &a.model, &mut table)?);
     let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
-    let Some(src) = g.get_str("tokenizer.chat_template") else {
+    // Gemma 3 files made by llama.cpp's converter may carry no template; Gemma's turn format is fixed.
+    let fallback = (model.config.arch == edgelm::model::Arch::Gemma3).then_some(GEMMA_TEMPLATE);
+    let Some(src) = g.get_str("tokenizer.chat_template").or(fallback) else {
         bail!(
             "{} has no chat template (tokenizer.chat_template); use `edgelm run`",
             a.model.display()
