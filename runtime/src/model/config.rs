@@ -13,11 +13,13 @@ pub enum Arch {
     Qwen2,
     /// GPT-2 and Cerebras-GPT: LayerNorm, learned positions, fused QKV, GELU MLP, biases everywhere.
     Gpt2,
+    /// Gemma 3: sliding-window and global attention layers, Q/K norms, sandwich norms, GeGLU.
+    Gemma3,
 }
 
 impl Arch {
     /// Names accepted in `general.architecture`, for error messages.
-    pub const SUPPORTED: &'static str = "llama, qwen2, gpt2";
+    pub const SUPPORTED: &'static str = "llama, qwen2, gpt2, gemma3";
 
     /// From `general.architecture`.
     pub fn from_name(s: &str) -> Option<Arch> {
@@ -25,6 +27,7 @@ impl Arch {
             "llama" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
             "gpt2" => Some(Arch::Gpt2),
+            "gemma3" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -35,6 +38,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Gpt2 => "gpt2",
+            Arch::Gemma3 => "gemma3",
         }
     }
 }
@@ -110,6 +114,16 @@ pub struct Config {
     pub rope_kind: RopeKind,
     /// Feed-forward nonlinearity.
     pub activation: Activation,
+    /// Positions a sliding-window layer attends to (itself included); 0 when every layer is global.
+    pub sliding_window: usize,
+    /// Every `swa_pattern`-th layer (the last of each group) is global, the others slide; 0: none slide.
+    pub swa_pattern: usize,
+    /// RoPE base of the sliding-window layers.
+    pub rope_base_swa: f32,
+    /// Scale applied to the queries before attention (Gemma: 1/√head_dim; others fold it in).
+    pub attn_scale: f32,
+    /// `c·tanh(logit/c)` on the output logits when nonzero.
+    pub logit_softcap: f32,
 }
 
 /// Builds `arch.suffix` in a stack buffer (no allocation).
@@ -222,7 +236,9 @@ impl Config {
             Arch::Gpt2 => opt_f("attention.layer_norm_epsilon").ok_or(ModelError::MissingKey(
                 Name::new("gpt2.attention.layer_norm_epsilon"),
             ))?,
-            Arch::Llama | Arch::Qwen2 => opt_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => {
+                opt_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5)
+            }
         };
         let rope_base = opt_f("rope.freq_base").unwrap_or(10000.0);
         if !(norm_eps.is_finite() && norm_eps >= 0.0 && rope_base.is_finite() && rope_base > 0.0) {
@@ -238,11 +254,12 @@ impl Config {
         let n_vocab = bounded("vocab size", n_vocab, 1, 1 << 22)?;
         let rope_kind = match arch {
             Arch::Llama => RopeKind::Normal,
-            Arch::Qwen2 => RopeKind::Neox,
+            Arch::Qwen2 | Arch::Gemma3 => RopeKind::Neox,
             Arch::Gpt2 => RopeKind::None,
         };
         let activation = match arch {
             Arch::Llama | Arch::Qwen2 => Activation::Silu,
+            Arch::Gemma3 => Activation::GeluTanh,
             Arch::Gpt2 => match g.get(ACTIVATION_KEY) {
                 None => Activation::GeluTanh,
                 Some(v) => {
@@ -254,6 +271,45 @@ impl Config {
                 }
             },
         };
+        // Gemma 3 (llama.cpp's loader): without a window every layer is global; with one, five
+        // sliding layers per global one unless the file says otherwise, their RoPE base 10000.
+        let (sliding_window, swa_pattern, rope_base_swa) = match arch {
+            Arch::Gemma3 => match opt_u("attention.sliding_window").unwrap_or(0) {
+                0 => (0, 0, rope_base),
+                w => (
+                    bounded("attention.sliding_window", w, 1, 1 << 24)?,
+                    bounded(
+                        "attention.sliding_window_pattern",
+                        opt_u("attention.sliding_window_pattern").unwrap_or(6),
+                        1,
+                        1024,
+                    )?,
+                    opt_f("rope.freq_base_swa").unwrap_or(10000.0),
+                ),
+            },
+            Arch::Llama | Arch::Qwen2 | Arch::Gpt2 => (0, 0, rope_base),
+        };
+        if !(rope_base_swa.is_finite() && rope_base_swa > 0.0) {
+            return Err(ModelError::BadConfig {
+                what: "rope.freq_base_swa",
+                value: 0,
+            });
+        }
+        let attn_scale = match arch {
+            // Gemma 3 27B scales by the width per head rather than the head size (gemma_pytorch).
+            Arch::Gemma3 if n_layer == 62 => 1.0 / libm::sqrtf((n_embd / n_head) as f32),
+            _ => 1.0 / libm::sqrtf(head_dim as f32),
+        };
+        let logit_softcap = match arch {
+            Arch::Gemma3 => opt_f("final_logit_softcapping").unwrap_or(0.0),
+            Arch::Llama | Arch::Qwen2 | Arch::Gpt2 => 0.0,
+        };
+        if !(logit_softcap.is_finite() && logit_softcap >= 0.0) {
+            return Err(ModelError::BadConfig {
+                what: "final_logit_softcapping",
+                value: 0,
+            });
+        }
         Ok(Config {
             arch,
             n_vocab,
@@ -269,7 +325,24 @@ impl Config {
             rope_dim,
             rope_kind,
             activation,
+            sliding_window,
+            swa_pattern,
+            rope_base_swa,
+            attn_scale,
+            logit_softcap,
         })
+    }
+
+    /// Whether layer `l` attends through a sliding window (llama.cpp's `set_swa_pattern`).
+    pub fn is_swa(&self, l: usize) -> bool {
+        self.sliding_window > 0
+            && self.swa_pattern > 0
+            && l % self.swa_pattern < self.swa_pattern - 1
+    }
+
+    /// Number of sliding-window layers.
+    pub fn n_swa_layers(&self) -> usize {
+        (0..self.n_layer).filter(|&l| self.is_swa(l)).count()
     }
 
     /// Width of the concatenated query heads.

@@ -87,7 +87,7 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
         add(&mut s.k[..kv_dim], w.bk);
         add(&mut s.v[..kv_dim], w.bv);
         kv.store(l, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
-        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, c, scale);
+        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, 0, c, scale);
         matvec(&w.wo, &s.xb2[..q_dim], s.act, s.xb);
         add(&mut s.xb[..d], w.bo);
         residual(s.x, &s.xb[..d]);

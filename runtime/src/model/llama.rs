@@ -58,7 +58,7 @@ pub fn forward<'a, L: AsRef<[LayerWeights<'a>]>>(
         rope(s.q, c.n_head, c, pos, m.rope_freqs.as_ref());
         rope(s.k, c.n_head_kv, c, pos, m.rope_freqs.as_ref());
         kv.store(l, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
-        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, c, scale);
+        attend(s.xb2, s.q, kv.layer(l, pos + 1), pos + 1, 0, c, scale);
         matvec(&w.wo, &s.xb2[..q_dim], s.act, s.xb);
         residual(s.x, s.xb);
 

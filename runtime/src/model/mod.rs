@@ -1,12 +1,13 @@
 //! Model architectures: hyper-parameters from GGUF metadata, weights borrowed from the file.
 //!
-//! Each architecture is one file (`llama.rs`, `qwen2.rs`, `gpt2.rs`) with its forward pass;
+//! Each architecture is one file (`llama.rs`, `qwen2.rs`, `gpt2.rs`, `gemma3.rs`) with its forward pass;
 //! `ops.rs` holds the shared numerical building blocks (norms, RoPE, attention, activations)
 //! written once; `lora.rs` adds LoRA adapters' low-rank deltas to any weight, so every
 //! architecture gets them from `ops`.
 
 mod config;
 mod error;
+pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
 pub mod lora;
@@ -85,19 +86,22 @@ impl<'a, L: AsRef<[LayerWeights<'a>]> + AsMut<[LayerWeights<'a>]>> Model<'a, L> 
         let model_output_norm = w.vector("output_norm.weight", config.n_embd)?;
         let output_norm_b = match config.arch {
             Arch::Gpt2 => Some(w.vector("output_norm.bias", config.n_embd)?),
-            Arch::Llama | Arch::Qwen2 => w.opt_vector("output_norm.bias", config.n_embd)?,
+            Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => {
+                w.opt_vector("output_norm.bias", config.n_embd)?
+            }
         };
         let rope_freqs = w.opt_vector("rope_freqs.weight", config.rope_dim / 2)?;
         let pos_embd = match config.arch {
             Arch::Gpt2 => {
                 Some(w.embedding("position_embd.weight", config.n_ctx_train, config.n_embd)?)
             }
-            Arch::Llama | Arch::Qwen2 => None,
+            Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => None,
         };
         for (i, l) in layers.as_mut().iter_mut().enumerate() {
             *l = match config.arch {
                 Arch::Llama | Arch::Qwen2 => llama::load_layer(&w, i)?,
                 Arch::Gpt2 => gpt2::load_layer(&w, i)?,
+                Arch::Gemma3 => gemma3::load_layer(&w, i)?,
             };
         }
         Ok(Model {

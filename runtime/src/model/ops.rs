@@ -264,10 +264,22 @@ pub fn gelu_erf(x: &mut [f32]) {
 
 /// Rotates each head of `x` (`n_heads × head_dim`) by position `pos`, as ggml_rope_ext does.
 pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option<&Vector<'_>>) {
+    rope_base(x, n_heads, c, c.rope_base, pos, freqs);
+}
+
+/// [`rope`] with another base frequency (Gemma 3's sliding-window layers use their own).
+pub fn rope_base(
+    x: &mut [f32],
+    n_heads: usize,
+    c: &Config,
+    base: f32,
+    pos: usize,
+    freqs: Option<&Vector<'_>>,
+) {
     let hd = c.head_dim;
     let n_rot = c.rope_dim;
     // ggml builds theta by repeated multiplication; doing the same keeps rounding identical.
-    let theta_scale = math::powf(c.rope_base, -2.0 / n_rot as f32);
+    let theta_scale = math::powf(base, -2.0 / n_rot as f32);
     for h in 0..n_heads {
         let head = &mut x[h * hd..(h + 1) * hd];
         let mut theta = pos as f32;
@@ -290,6 +302,42 @@ pub fn rope(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, freqs: Option
             theta *= theta_scale;
         }
     }
+}
+
+/// GELU(gate) · up, in place into `gate`, as ggml_vec_geglu_f32 computes it: the gate rounded to
+/// f16 and looked up in a table of f16 GELU values (computed here on the fly), passed through
+/// beyond ±10.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = if *g <= -10.0 {
+            0.0
+        } else if *g >= 10.0 {
+            *g * u
+        } else {
+            let mut x = [f16::from_f32(*g).to_f32()];
+            gelu_tanh(&mut x);
+            f16::from_f32(x[0]).to_f32() * u
+        };
+    }
+}
+
+/// RMSNorm of each `head_dim` slice of `x` in place (Gemma's per-head Q/K norms).
+pub fn rmsnorm_heads(x: &mut [f32], head_dim: usize, w: &Vector<'_>, eps: f32, tmp: &mut [f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        tmp[..head_dim].copy_from_slice(head);
+        rmsnorm(head, &tmp[..head_dim], w, eps);
+    }
+}
+
+/// Multiplies in place by a scalar (ggml_scale).
+pub fn scale(x: &mut [f32], s: f32) {
+    x.iter_mut().for_each(|v| *v *= s);
+}
+
+/// `c·tanh(x/c)` in place: soft-caps logits to ±c (ggml_scale, ggml_tanh, ggml_scale).
+pub fn softcap(x: &mut [f32], c: f32) {
+    x.iter_mut()
+        .for_each(|v| *v = math::tanhf(*v * (1.0 / c)) * c);
 }
 
 /// SiLU(gate) · up, in place into `gate`, with ggml's vectorized exp (see [`expf_ggml`]) on
@@ -344,18 +392,21 @@ fn pow2(n: i64) -> f64 {
     f64::from_bits(((n + 1023) as u64) << 52)
 }
 
-/// Causal attention of one query position over `n_pos` cached positions, grouped-query aware.
+/// Causal attention of one query position over `n_pos` cached positions, grouped-query aware
+/// (rows read from `first` on, wrapping).
 ///
 /// This is ggml's CPU flash-attention kernel step for step (llama.cpp's default): the query is
 /// rounded to f16, scores are f16 dot products, the softmax runs online, and the weighted sum of
 /// values is accumulated in f16. SmolLM-class models amplify rounding differences, so matching
 /// llama.cpp token for token needs the same roundings, not merely an exact softmax.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     out: &mut [f32],
     q: &mut [f32],
     k_cache: &[f16],
     v_cache: &[f16],
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
@@ -373,7 +424,7 @@ pub fn attention(
         acc.fill(0.0);
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
         for t in 0..n_pos {
-            let row = t * kv_dim + kvh * hd;
+            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
             let s = dot_f16(qh, &k_cache[row..row + hd]) * scale;
             let (mut ms, mut vs) = (1f32, 1f32);
             if s > m {
@@ -408,19 +459,22 @@ pub fn attention(
 }
 
 /// Attention over one layer of the KV cache, in the cache's numerics: [`attention`] (llama.cpp's
-/// f16 flash-attention path) for an f16 cache, [`attention_f32`] for an f32 one.
+/// f16 flash-attention path) for an f16 cache, [`attention_f32`] for an f32 one. The `n_pos` rows
+/// are read from row `first` on, wrapping (a ring cache's oldest row; 0 otherwise).
+#[allow(clippy::too_many_arguments)]
 pub fn attend(
     out: &mut [f32],
     q: &mut [f32],
     kv: KvLayer<'_>,
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
     match kv {
-        KvLayer::F16 { k, v } => attention(out, q, k, v, n_pos, c, scale),
-        KvLayer::F32 { k, v } => attention_f32(out, q, k, v, n_pos, c, scale),
-        KvLayer::Q8_0 { k, v } => attention_q8_0(out, q, k, v, n_pos, c, scale),
+        KvLayer::F16 { k, v } => attention(out, q, k, v, n_pos, first, c, scale),
+        KvLayer::F32 { k, v } => attention_f32(out, q, k, v, n_pos, first, c, scale),
+        KvLayer::Q8_0 { k, v } => attention_q8_0(out, q, k, v, n_pos, first, c, scale),
         // A type this build does not know cannot be carved, so it never reaches here.
         #[allow(unreachable_patterns)]
         _ => out.fill(f32::NAN),
@@ -432,13 +486,15 @@ pub fn attend(
 /// ([`crate::kv::q8_0_rotation`]), quantized to Q8_0 with the run-time quantizer and dotted with
 /// the keys in integers (the Q8_0 weight kernel); the softmax runs online; values are dequantized
 /// and accumulated in f32 with one fused multiply-add per element ([`quant::mad_q8_0`]), and the
-/// head's output is rotated back.
+/// head's output is rotated back. Rows are read from `first` on, wrapping, as in [`attention`].
+#[allow(clippy::too_many_arguments)]
 pub fn attention_q8_0(
     out: &mut [f32],
     q: &[f32],
     k_cache: &[BlockQ8_0],
     v_cache: &[BlockQ8_0],
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
@@ -467,7 +523,7 @@ pub fn attention_q8_0(
         acc.fill(0.0);
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
         for t in 0..n_pos {
-            let row = t * row_blocks + kvh * head_blocks;
+            let row = ((first + t) % n_pos) * row_blocks + kvh * head_blocks;
             let kb: &[u8] = bytemuck::cast_slice(&k_cache[row..row + head_blocks]);
             let s = quant::vec_dot(GgmlType::Q8_0, hd, kb, qq) * scale;
             let (mut ms, mut vs) = (1f32, 1f32);
@@ -494,6 +550,8 @@ pub fn attention_q8_0(
 /// Causal attention for a batch: token `i` of `qo` (its query in the first `q.width` elements of
 /// its row, its output after them) at position `pos + i` attends to the first `pos + i + 1`
 /// positions of layer `l`, exactly as [`attend`] one token at a time; threads take whole tokens.
+/// A ring layer is read through [`KvCache::attended`] (oldest row first); the batch's rows must
+/// all still be in it (the batch must not wrap the ring), or the outputs are NaN rather than wrong.
 pub fn attend_batch(
     qo: &mut [f32],
     q: Rows,
@@ -503,11 +561,18 @@ pub fn attend_batch(
     c: &Config,
     scale: f32,
 ) {
+    let qo = &mut qo[..q.n * q.stride];
+    let ring = kv.ring();
+    if ring.slides(l) && pos + q.n > ring.capacity(l, kv.n_ctx()) {
+        // Storing the batch overwrote rows its first tokens attend to.
+        qo.fill(f32::NAN);
+        return;
+    }
     let one = |i: usize, row: &mut [f32]| {
         let (q, out) = row.split_at_mut(q.width);
-        attend(out, q, kv.layer(l, pos + i + 1), pos + i + 1, c, scale);
+        let (layer, n, first) = kv.attended(l, pos + i, 0);
+        attend(out, q, layer, n, first, c, scale);
     };
-    let qo = &mut qo[..q.n * q.stride];
     #[cfg(feature = "threads")]
     if crate::threads::current() > 1 {
         crate::threads::for_each_part([qo], q.stride, |_, first, part| {
@@ -526,12 +591,14 @@ pub fn attend_batch(
 /// the query is not rounded, scores are f32 dot products, the softmax subtracts the running
 /// maximum (online, so no buffer grows with the context) and values are accumulated in f32.
 /// This is what ggml's flash-attention kernel does with an f32 cache, up to summation order.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_f32(
     out: &mut [f32],
     q: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
     n_pos: usize,
+    first: usize,
     c: &Config,
     scale: f32,
 ) {
@@ -545,7 +612,7 @@ pub fn attention_f32(
         acc.fill(0.0);
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
         for t in 0..n_pos {
-            let row = t * kv_dim + kvh * hd;
+            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
             let s = dot_f32(qh, &k_cache[row..row + hd]) * scale;
             // exp(s − m) with m the largest score so far: every weight is ≤ 1, and an earlier
             // sum is rescaled when a larger score arrives.
@@ -757,6 +824,11 @@ mod tests {
                 rope_dim: hd,
                 rope_kind: RopeKind::Normal,
                 activation: crate::model::Activation::Silu,
+                sliding_window: 0,
+                swa_pattern: 0,
+                rope_base_swa: 10000.0,
+                attn_scale: 1.0 / libm::sqrtf(hd as f32),
+                logit_softcap: 0.0,
             };
             let n_pos = 40;
             let kv_dim = c.kv_dim();
@@ -772,7 +844,7 @@ mod tests {
             let scale = 1.0 / libm::sqrtf(hd as f32);
 
             let mut out = [0f32; 64];
-            attention_f32(&mut out, &q, k, v, n_pos, &c, scale);
+            attention_f32(&mut out, &q, k, v, n_pos, 0, &c, scale);
             let d32 = (0..n_head * hd)
                 .map(|i| (out[i] as f64 - want[i]).abs())
                 .fold(0.0, f64::max);
@@ -789,6 +861,7 @@ mod tests {
                 &kh[..k.len()],
                 &vh[..v.len()],
                 n_pos,
+                0,
                 &c,
                 scale,
             );
@@ -807,6 +880,7 @@ mod tests {
                 &mut q.clone(),
                 KvLayer::F32 { k, v },
                 n_pos,
+                0,
                 &c,
                 scale,
             );
@@ -820,6 +894,7 @@ mod tests {
                     v: &vh[..v.len()],
                 },
                 n_pos,
+                0,
                 &c,
                 scale,
             );
@@ -848,6 +923,11 @@ mod tests {
                 rope_dim: hd,
                 rope_kind: RopeKind::Normal,
                 activation: crate::model::Activation::Silu,
+                sliding_window: 0,
+                swa_pattern: 0,
+                rope_base_swa: 10000.0,
+                attn_scale: 1.0 / libm::sqrtf(hd as f32),
+                logit_softcap: 0.0,
             };
             let (n_pos, kv_dim) = (40, c.kv_dim());
             let val =
@@ -872,7 +952,7 @@ mod tests {
             }
             let scale = 1.0 / libm::sqrtf(hd as f32);
             let mut out = [0f32; 64];
-            attention_q8_0(&mut out, &q, kq, vq, n_pos, &c, scale);
+            attention_q8_0(&mut out, &q, kq, vq, n_pos, 0, &c, scale);
             let exact_deq = attention_f64(&q, &kd[..n], &vd[..n], n_pos, &c);
             let exact = attention_f64(&q, &k[..n], &v[..n], n_pos, &c);
             let dist = |w: &[f64; 64]| {
@@ -894,10 +974,27 @@ mod tests {
                 &mut q.clone(),
                 KvLayer::Q8_0 { k: kq, v: vq },
                 n_pos,
+                0,
                 &c,
                 scale,
             );
             assert_eq!(via, out);
+            // The same rows stored as a ring whose oldest row is 13: read from there, wrapping,
+            // they give the same result bit for bit.
+            let (first, rb) = (13, kv_dim / QK);
+            let (mut kr, mut vr) = (
+                [BlockQ8_0::zeroed(); 40 * 64 / QK],
+                [BlockQ8_0::zeroed(); 40 * 64 / QK],
+            );
+            for t in 0..n_pos {
+                let (d, s) = (((first + t) % n_pos) * rb, t * rb);
+                kr[d..d + rb].copy_from_slice(&kq[s..s + rb]);
+                vr[d..d + rb].copy_from_slice(&vq[s..s + rb]);
+            }
+            let mut ring = [0f32; 64];
+            let (kr, vr) = (&kr[..n / QK], &vr[..n / QK]);
+            attention_q8_0(&mut ring, &q, kr, vr, n_pos, first, &c, scale);
+            assert_eq!(ring, out);
         }
     }
 

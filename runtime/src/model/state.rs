@@ -33,7 +33,7 @@ pub fn state_sizes(c: &super::Config) -> [(usize, usize); 10] {
     let wide = c.n_embd.max(c.q_dim());
     let widest = wide.max(c.n_ff);
     let gated_ff = match c.arch {
-        Arch::Llama | Arch::Qwen2 => c.n_ff,
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => c.n_ff,
         Arch::Gpt2 => 0,
     };
     // (elements, bytes per element)
@@ -103,7 +103,7 @@ pub fn batch_sizes(c: &super::Config, n_batch: usize) -> [(usize, usize); 9] {
 /// Output rows of the largest group of products that share an input (Q/K/V, gate/up).
 pub fn mm_rows(c: &super::Config) -> usize {
     let ff = match c.arch {
-        Arch::Llama | Arch::Qwen2 => 2 * c.n_ff,
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma3 => 2 * c.n_ff,
         Arch::Gpt2 => c.n_ff,
     };
     (c.q_dim() + 2 * c.kv_dim()).max(ff).max(c.n_embd)

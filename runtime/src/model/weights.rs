@@ -127,6 +127,14 @@ pub struct LayerWeights<'a> {
     pub b_up: Option<Vector<'a>>,
     /// Feed-forward down-projection bias.
     pub b_down: Option<Vector<'a>>,
+    /// Per-head RMSNorm of the queries (Gemma 3).
+    pub q_norm: Option<Vector<'a>>,
+    /// Per-head RMSNorm of the keys (Gemma 3).
+    pub k_norm: Option<Vector<'a>>,
+    /// Norm of the attention block's output before the residual add (Gemma 3).
+    pub post_attn_norm: Option<Vector<'a>>,
+    /// Norm of the feed-forward block's output before the residual add (Gemma 3).
+    pub post_ffn_norm: Option<Vector<'a>>,
 }
 
 impl LayerWeights<'_> {
@@ -149,6 +157,10 @@ impl LayerWeights<'_> {
         ffn_norm_b: None,
         b_up: None,
         b_down: None,
+        q_norm: None,
+        k_norm: None,
+        post_attn_norm: None,
+        post_ffn_norm: None,
     };
 }
 

@@ -1,8 +1,8 @@
 //! Memory plan: the exact bytes a session needs, known before any weights are touched,
 //! and the carving of one caller-provided buffer into the KV cache and scratch buffers.
 
-use crate::kv::{KvCache, KvType};
-use crate::model::{batch_sizes, state_sizes, Batch, Config, State};
+use crate::kv::{KvCache, KvType, Ring};
+use crate::model::{batch_sizes, state_sizes, Arch, Batch, Config, State};
 use crate::quant::blocks::{BlockQ8_0, QK};
 use crate::sampler::Candidate;
 use half::f16;
@@ -20,8 +20,10 @@ pub struct Plan {
     /// Most prompt tokens one batched forward pass takes (1 = one token at a time, no batch
     /// buffers).
     pub n_batch: usize,
-    /// KV cache bytes (keys + values, all layers).
+    /// KV cache bytes (keys + values, all layers; sliding-window layers hold a ring of the window).
     pub kv_bytes: usize,
+    /// Of `kv_bytes`, those of the sliding-window layers' rings (independent of `n_ctx` beyond the window).
+    pub kv_ring_bytes: usize,
     /// Activation scratch bytes (one token's, plus `n_batch` tokens' when batching).
     pub scratch_bytes: usize,
     /// Sampler candidate buffer bytes.
@@ -115,8 +117,12 @@ pub fn plan_batch(
     n_batch: usize,
 ) -> Result<Plan, PlanError> {
     let bad = PlanError::BadContext(n_ctx);
-    // A batch never needs more rows than the context holds.
-    let n_batch = n_batch.clamp(1, n_ctx.max(1));
+    // A batch never needs more rows than the context holds; Gemma 3 has no batched forward pass
+    // (its sliding-window rings would be overwritten within a batch), so it plans none.
+    let n_batch = match c.arch {
+        Arch::Gemma3 => 1,
+        _ => n_batch.clamp(1, n_ctx.max(1)),
+    };
     if n_ctx == 0 || n_ctx > 1 << 24 {
         return Err(bad);
     }
@@ -134,9 +140,12 @@ pub fn plan_batch(
             head_dim: c.head_dim,
         });
     }
-    let rows = c.n_layer.checked_mul(n_ctx).ok_or(bad)?;
+    let ring = ring(c);
+    let rows = ring.rows_before(c.n_layer, n_ctx).ok_or(bad)?;
     let row_bytes = kv_type.row_bytes(c.kv_dim()).ok_or(bad)?;
     let kv_bytes = 2 * padded(rows.checked_mul(row_bytes).ok_or(bad)?).ok_or(bad)?;
+    let ring_rows = c.n_swa_layers() * ring.size.min(n_ctx);
+    let kv_ring_bytes = 2 * ring_rows * row_bytes;
     let mut scratch_bytes = 0usize;
     for (n, sz) in state_sizes(c).into_iter().chain(batch_sizes(c, n_batch)) {
         scratch_bytes = scratch_bytes
@@ -150,10 +159,22 @@ pub fn plan_batch(
         kv_type,
         n_batch,
         kv_bytes,
+        kv_ring_bytes,
         scratch_bytes,
         sampler_bytes: sampler,
         total_bytes,
     })
+}
+
+/// The KV layout of a config: rings of the sliding window for its sliding-window layers.
+pub fn ring(c: &Config) -> Ring {
+    match c.sliding_window > 0 && c.swa_pattern > 0 {
+        true => Ring {
+            size: c.sliding_window,
+            pattern: c.swa_pattern,
+        },
+        false => Ring::NONE,
+    }
 }
 
 /// Hands out aligned, typed sub-slices of one byte buffer.
@@ -201,24 +222,24 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
         });
     }
     let mut a = Arena { rest: mem };
-    let kv_elems = KvCache::elements(c.n_layer, p.n_ctx, c.kv_dim()).unwrap_or(0);
+    let kv_elems = KvCache::elements_ring(c.n_layer, p.n_ctx, c.kv_dim(), ring(c)).unwrap_or(0);
     let (n_ctx, kv_dim) = (p.n_ctx, c.kv_dim());
     let kv = match p.kv_type {
         KvType::F16 => {
             let k: &mut [f16] = a.typed(kv_elems);
             let v: &mut [f16] = a.typed(kv_elems);
-            KvCache::new(k, v, n_ctx, kv_dim)
+            KvCache::new(k, v, n_ctx, kv_dim).with_ring(ring(c))
         }
         KvType::F32 => {
             let k: &mut [f32] = a.typed(kv_elems);
             let v: &mut [f32] = a.typed(kv_elems);
-            KvCache::new_f32(k, v, n_ctx, kv_dim)
+            KvCache::new_f32(k, v, n_ctx, kv_dim).with_ring(ring(c))
         }
         KvType::Q8_0 => {
             let blocks = kv_elems / QK;
             let k: &mut [BlockQ8_0] = a.typed(blocks);
             let v: &mut [BlockQ8_0] = a.typed(blocks);
-            KvCache::new_q8_0(k, v, n_ctx, kv_dim, c.head_dim)
+            KvCache::new_q8_0(k, v, n_ctx, kv_dim, c.head_dim).with_ring(ring(c))
         }
     };
     let s = state_sizes(c);
@@ -279,6 +300,11 @@ mod tests {
             rope_dim: 64,
             rope_kind: RopeKind::Normal,
             activation: Activation::Silu,
+            sliding_window: 0,
+            swa_pattern: 0,
+            rope_base_swa: 100000.0,
+            attn_scale: 0.125,
+            logit_softcap: 0.0,
         }
     }
 

@@ -3,7 +3,7 @@
 //! caller decides whether to stop or [`Session::truncate`] and start over; nothing is silently dropped.
 
 use crate::kv::{KvCache, KvType};
-use crate::model::{gpt2, llama, Arch, Batch, LayerWeights, Model, State};
+use crate::model::{gemma3, gpt2, llama, Arch, Batch, LayerWeights, Model, State};
 use crate::plan::{carve, plan_batch, Plan, PlanError};
 use crate::sampler::{top_logprobs, Candidate, Sampler};
 use core::fmt;
@@ -141,9 +141,16 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
         &self.plan
     }
 
-    /// Forgets everything after the first `pos` tokens (keeps a shared prefix, or `0` to restart).
-    pub fn truncate(&mut self, pos: usize) {
+    /// Forgets everything after the first `pos` tokens (keeps a shared prefix, or `0` to restart)
+    /// and returns how many are kept: none when going back after sliding-window rings wrapped,
+    /// since the later tokens overwrote rows the earlier positions need.
+    pub fn truncate(&mut self, pos: usize) -> usize {
+        let ring = self.kv.ring();
+        if pos < self.pos && ring.size > 0 && self.pos > ring.size {
+            self.pos = 0;
+        }
         self.pos = self.pos.min(pos);
+        self.pos
     }
 
     /// Runs one token and returns the logits predicting the next one.
@@ -165,6 +172,9 @@ impl<'m, 'a, L: AsRef<[LayerWeights<'a>]>> Session<'m, 'a, L> {
                 llama::forward(self.model, &mut self.state, &mut self.kv, token, self.pos)
             }
             Arch::Gpt2 => gpt2::forward(self.model, &mut self.state, &mut self.kv, token, self.pos),
+            Arch::Gemma3 => {
+                gemma3::forward(self.model, &mut self.state, &mut self.kv, token, self.pos)
+            }
         }
         self.pos += 1;
         Ok(&self.state.logits[..c.n_vocab])

@@ -48,6 +48,9 @@ pub struct Args {
     pub lora: LoraArgs,
 }
 
+/// Gemma's chat format (its Hugging Face template, system message folded into the first user turn).
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + (message['content'] | trim) + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 pub fn main(a: Args) -> Result<()> {
     crate::load::set_threads(a.threads);
     let file = ModelFile::open(&a.model)?;
@@ -62,7 +65,9 @@ pub fn main(a: Args) -> Result<()> {
         ModelVec::load(&g).with_context(|| format!("cannot load {}", a.model.display()))?;
     crate::load::report_adapters(&adapters.apply(&mut model, &a.model, &mut table)?);
     let tok = Tokenizer::from_gguf(&g).context("cannot read the tokenizer")?;
-    let Some(src) = g.get_str("tokenizer.chat_template") else {
+    // Gemma 3 files made by llama.cpp's converter may carry no template; Gemma's turn format is fixed.
+    let fallback = (model.config.arch == edgelm::model::Arch::Gemma3).then_some(GEMMA_TEMPLATE);
+    let Some(src) = g.get_str("tokenizer.chat_template").or(fallback) else {
         bail!(
             "{} has no chat template (tokenizer.chat_template); use `edgelm run`",
             a.model.display()
@@ -110,7 +115,8 @@ pub fn main(a: Args) -> Result<()> {
             .take_while(|(a, b)| a == b)
             .count()
             .min(ids.len() - 1);
-        session.truncate(common);
+        // A sliding-window cache may keep less than the shared prefix.
+        let common = session.truncate(common);
         if ids.len() >= n_ctx {
             bail!(
                 "the conversation ({} tokens) no longer fits the context ({n_ctx}); raise -c",
