@@ -368,7 +368,7 @@ fn gpt2_config_errors_are_clear() {
     let e = ModelVec::load(&Gguf::parse(&file).unwrap()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "unknown architecture 'gptj' (supported: llama, qwen2, gpt2)"
+        "unknown architecture 'gptj' (supported: llama, qwen2, gpt2, gemma3)"
     );
 
     // Learned positions end at n_ctx_train: a longer context is refused at planning, and a

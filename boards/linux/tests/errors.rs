@@ -168,7 +168,7 @@ fn unknown_or_missing_architecture() {
             &args,
             &[
                 "cannot load",
-                "unknown architecture 'rwkv6' (supported: llama, qwen2, gpt2)",
+                "unknown architecture 'rwkv6' (supported: llama, qwen2, gpt2, gemma3)",
             ],
         );
     }
