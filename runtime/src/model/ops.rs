@@ -804,32 +804,37 @@ mod tests {
         out
     }
 
+    /// A one-layer Llama config for attention tests: `n_head` heads of `hd` over `n_head_kv`.
+    fn attention_config(n_head: usize, n_head_kv: usize, hd: usize) -> Config {
+        Config {
+            arch: crate::model::Arch::Llama,
+            n_vocab: 8,
+            n_embd: n_head * hd,
+            n_layer: 1,
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+            n_ff: 8,
+            n_ctx_train: 64,
+            norm_eps: 1e-5,
+            rope_base: 10000.0,
+            rope_dim: hd,
+            rope_kind: RopeKind::Normal,
+            activation: crate::model::Activation::Silu,
+            sliding_window: 0,
+            swa_pattern: 0,
+            rope_base_swa: 10000.0,
+            attn_scale: 1.0 / libm::sqrtf(hd as f32),
+            logit_softcap: 0.0,
+        }
+    }
+
     #[test]
     fn f32_attention_matches_exact_attention_and_beats_the_f16_path() {
         // Grouped-query (4 heads over 2 KV heads of 16), and heads of 20 so the dot product has a
         // tail after its 16-lane groups.
         for (n_head, n_head_kv, hd) in [(4usize, 2usize, 16usize), (2, 1, 20)] {
-            let c = Config {
-                arch: crate::model::Arch::Llama,
-                n_vocab: 8,
-                n_embd: n_head * hd,
-                n_layer: 1,
-                n_head,
-                n_head_kv,
-                head_dim: hd,
-                n_ff: 8,
-                n_ctx_train: 64,
-                norm_eps: 1e-5,
-                rope_base: 10000.0,
-                rope_dim: hd,
-                rope_kind: RopeKind::Normal,
-                activation: crate::model::Activation::Silu,
-                sliding_window: 0,
-                swa_pattern: 0,
-                rope_base_swa: 10000.0,
-                attn_scale: 1.0 / libm::sqrtf(hd as f32),
-                logit_softcap: 0.0,
-            };
+            let c = attention_config(n_head, n_head_kv, hd);
             let n_pos = 40;
             let kv_dim = c.kv_dim();
             // Scores spread over ~±6 with a rising trend, so the running maximum moves often.
@@ -908,27 +913,7 @@ mod tests {
         // Grouped-query (2 heads over 1 KV head of 32) and two KV heads of 32 (rows of 2 blocks).
         for (n_head, n_head_kv) in [(2usize, 1usize), (2, 2)] {
             let hd = 32;
-            let c = Config {
-                arch: crate::model::Arch::Llama,
-                n_vocab: 8,
-                n_embd: n_head * hd,
-                n_layer: 1,
-                n_head,
-                n_head_kv,
-                head_dim: hd,
-                n_ff: 8,
-                n_ctx_train: 64,
-                norm_eps: 1e-5,
-                rope_base: 10000.0,
-                rope_dim: hd,
-                rope_kind: RopeKind::Normal,
-                activation: crate::model::Activation::Silu,
-                sliding_window: 0,
-                swa_pattern: 0,
-                rope_base_swa: 10000.0,
-                attn_scale: 1.0 / libm::sqrtf(hd as f32),
-                logit_softcap: 0.0,
-            };
+            let c = attention_config(n_head, n_head_kv, hd);
             let (n_pos, kv_dim) = (40, c.kv_dim());
             let val =
                 |i: usize, a: f32| libm::sinf(i as f32 * a) * 2.5 + libm::cosf(i as f32 * 0.37);
