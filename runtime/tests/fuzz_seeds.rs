@@ -3,6 +3,8 @@
 //! truncated real headers that fail with a typed error. Mutations start from these, so a seed
 //! that stopped loading would quietly shrink what the fuzzer reaches.
 
+#![cfg(feature = "std")]
+
 use edgelm::gguf::{Gguf, GgufError};
 use edgelm::model::{Adapter, Arch, ModelVec};
 use edgelm::session::{alloc_memory, Session};

@@ -3,7 +3,9 @@
 //! has (and so the SIMD levels agree with the scalar one as the plain kernels do), and the GGUF
 //! reader accepts interleaved tensors only when the file declares their types.
 
+#[cfg(feature = "std")]
 use edgelm::gguf::write::{GgufWriter, MetaValue};
+#[cfg(feature = "std")]
 use edgelm::gguf::{Gguf, GgufError, ValueType};
 use edgelm::quant::layout::{self, Target};
 use edgelm::quant::{matvec_rows, matvec_with, quantize_act_row, quantize_row, GgmlType, Isa};
@@ -147,6 +149,7 @@ fn targets_interleave_matrices_of_whole_groups_but_not_embeddings() {
 }
 
 /// A file with one Q8_0_X4 tensor of `rows` rows, declaring its type when `declare` is set.
+#[cfg(feature = "std")]
 fn file(rows: u64, declare: bool) -> Vec<u8> {
     let mut w = GgufWriter::new();
     w.set("general.architecture", MetaValue::Str("llama".into()));
@@ -162,6 +165,7 @@ fn file(rows: u64, declare: bool) -> Vec<u8> {
     w.to_bytes(&[&bytes]).unwrap()
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn the_reader_checks_interleaved_tensors() {
     let ok = file(8, true);

@@ -280,6 +280,7 @@ pub fn carve<'m>(c: &Config, p: &Plan, mem: &'m mut [u8]) -> Result<Buffers<'m>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "alloc")]
     use crate::kv::KvLayer;
     use crate::model::{Activation, Arch, RopeKind};
 
