@@ -155,7 +155,10 @@ pub(crate) fn quantize_row(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) {
 pub(crate) fn mad_q8_0(isa: Isa, y: &mut [f32], x: &[BlockQ8_0], s: f32) {
     let n = (x.len() * QK).min(y.len() / QK * QK);
     let (y, x) = (&mut y[..n], &x[..n / QK]);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = isa;
     #[cfg(target_arch = "x86_64")]
     if x86::mad_q8_0(isa, y, x, s) {
         return;
