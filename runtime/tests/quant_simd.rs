@@ -370,3 +370,110 @@ fn detected_levels_are_the_expected_ones() {
         assert_eq!(got, want, "detected levels [{got}], expected [{want}]");
     }
 }
+
+/// The types whose kernels every SIMD architecture has, and their results on the golden rows.
+const ACROSS: [GgmlType; 6] = [Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K];
+
+/// Eight rows of each type in [`ACROSS`] and one activation row, from a fixed seed: random
+/// bytes (every quant value), with scales of mixed sign and size.
+fn golden_rows(ty: GgmlType) -> (usize, Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(0xA11C_E5EE_D000_0001 ^ u64::from(ty.id()));
+    let n = 512;
+    let w: Vec<u8> = (0..8)
+        .flat_map(|_| random_blocks(&mut rng, ty, n))
+        .collect();
+    let act = quantize(ty.vec_dot_type(), &rng.vec(n, 3.0));
+    (n, w, act)
+}
+
+/// The bits of each SIMD level's results on [`golden_rows`], made on x86-64 (AVX2 and AVX-512
+/// agree): `EDGELM_PRINT_GOLDEN=1 cargo test -p edgelm --test quant_simd across -- --nocapture`.
+const GOLDEN: [[u32; 8]; 6] = [
+    // Q4_0
+    [
+        0x40bc_0888,
+        0x40de_45ac,
+        0x3dd8_bc50,
+        0x40e8_b2b4,
+        0x4033_286c,
+        0x40d5_356a,
+        0x3d62_a400,
+        0x4130_8176,
+    ],
+    // Q4_1
+    [
+        0xbf1e_5a42,
+        0x4131_6cda,
+        0xc096_bd38,
+        0x4108_7cba,
+        0x4145_13ee,
+        0xbf38_ed48,
+        0xc113_7e34,
+        0xc057_8219,
+    ],
+    // Q5_0
+    [
+        0x40aa_831d,
+        0xc11d_1eee,
+        0xc18b_1ba2,
+        0xc0ff_150d,
+        0x409b_0bf2,
+        0xc041_47fc,
+        0xc13f_96eb,
+        0x4116_71a9,
+    ],
+    // Q8_0
+    [
+        0x3fdb_7cc0,
+        0xc19e_6120,
+        0xc148_2d58,
+        0x428c_a426,
+        0x4308_a081,
+        0xc15a_b8ca,
+        0x431c_1568,
+        0xc338_a2ee,
+    ],
+    // Q4_K
+    [
+        0xc2e8_e2eb,
+        0xc3b0_8599,
+        0xc2b1_f7d3,
+        0xc300_c076,
+        0x4239_b37c,
+        0xc2a1_c199,
+        0x43ce_cbb7,
+        0xc14c_4bd7,
+    ],
+    // Q6_K
+    [
+        0xc47b_cea0,
+        0xc497_e157,
+        0xc436_bd80,
+        0xc48f_35ed,
+        0xc4bc_7d92,
+        0x442e_6326,
+        0x4573_871c,
+        0x442e_3fcc,
+    ],
+];
+
+/// Every SIMD level, x86 or ARM, gives the same bits on the same rows: the ARM kernels sum in
+/// the x86 kernels' order, so a board's logits equal the host's (and llama.cpp's x86 ones for
+/// the 32-element types, whose order is ggml's AVX2 order).
+#[test]
+fn simd_levels_agree_across_architectures() {
+    let print = std::env::var_os("EDGELM_PRINT_GOLDEN").is_some();
+    for (ty, want) in ACROSS.into_iter().zip(GOLDEN) {
+        let (n, w, act) = golden_rows(ty);
+        for level in levels() {
+            let mut got = [0f32; 8];
+            matvec_with(level, ty, n, &w, &act, &mut got);
+            let bits = got.map(f32::to_bits);
+            if print {
+                println!("{ty} {level}: {bits:x?}");
+                continue;
+            }
+            assert_eq!(bits, want, "{ty} at {level}: {got:?}");
+        }
+    }
+}

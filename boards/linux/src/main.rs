@@ -50,6 +50,19 @@ fn main() {
         Some(m) => l.resolve(m),
         None => Ok(()),
     };
+    // A debugging knob: EDGELM_ISA=scalar (or avx2, neon, ...) runs every kernel at that level,
+    // so a whole model's output can be compared across levels on one machine.
+    if let Some(want) = std::env::var_os("EDGELM_ISA") {
+        let want = want.to_string_lossy();
+        let ok = edgelm::quant::Isa::ALL
+            .iter()
+            .find(|i| i.name() == want)
+            .is_some_and(|&i| edgelm::quant::set_isa(i));
+        if !ok {
+            eprintln!("error: EDGELM_ISA={want}: not a kernel level this CPU has");
+            std::process::exit(2);
+        }
+    }
     let r: Result<()> = match cli.cmd {
         Command::Run(mut a) => lora(&mut a.lora).and_then(|_| cmd::run::main(a)),
         Command::Chat(mut a) => lora(&mut a.lora).and_then(|_| cmd::chat::main(a)),

@@ -476,6 +476,12 @@ pub fn isa() -> Isa {
     kernels::best()
 }
 
+/// Makes every kernel call use `isa` instead of the best level (to compare levels on a whole
+/// model); `false`, and no change, when this CPU lacks it.
+pub fn set_isa(isa: Isa) -> bool {
+    kernels::set_best(isa)
+}
+
 /// [`matvec`] for rows `first_row..first_row + out.len()` of the whole matrix `w`, so threads can
 /// each take a range of rows of one weight tensor.
 pub fn matvec_rows(

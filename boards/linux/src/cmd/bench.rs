@@ -18,6 +18,7 @@ use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
 use edgelm::gguf::Gguf;
 use edgelm::model::ModelVec;
+use edgelm::quant::GgmlType;
 use edgelm::session::Session;
 use edgelm::tokenizer::Tokenizer;
 use serde_json::{json, Value};
@@ -102,25 +103,38 @@ struct ModelFacts {
 /// position embedding), of which only one row is read; a tied output head reads the whole token
 /// embedding again for the logits.
 pub(crate) fn weight_bytes_per_token(g: &Gguf<'_>) -> u64 {
-    let mut total = 0u64;
+    weight_bytes_by_type(g).iter().map(|e| e.1).sum()
+}
+
+/// [`weight_bytes_per_token`] split by tensor type: kernels of different types reach different
+/// fractions of the bandwidth, so the planner weighs each type's bytes by its own figure.
+pub(crate) fn weight_bytes_by_type(g: &Gguf<'_>) -> Vec<(GgmlType, u64)> {
+    let mut by: Vec<(GgmlType, u64)> = Vec::new();
+    let mut add = |ty: GgmlType, b: u64| match by.iter_mut().find(|e| e.0 == ty) {
+        Some(e) => e.1 += b,
+        None => by.push((ty, b)),
+    };
     let mut tied = true;
     for t in g.tensors() {
         let bytes = t.data.len() as u64;
-        total += match t.name {
-            // One row: the tensor's bytes over its row count (ggml's outermost dimension).
-            "token_embd.weight" | "position_embd.weight" => bytes / t.dims[1].max(1),
-            _ => bytes,
-        };
+        add(
+            t.ty,
+            match t.name {
+                // One row: the tensor's bytes over its row count (ggml's outermost dimension).
+                "token_embd.weight" | "position_embd.weight" => bytes / t.dims[1].max(1),
+                _ => bytes,
+            },
+        );
         if t.name == "output.weight" {
             tied = false;
         }
     }
     if tied {
-        total += g
-            .tensor("token_embd.weight")
-            .map_or(0, |t| t.data.len() as u64);
+        if let Some(t) = g.tensor("token_embd.weight") {
+            add(t.ty, t.data.len() as u64);
+        }
     }
-    total
+    by
 }
 
 /// The type holding most bytes among matrices (a file's "quantization" in one word).

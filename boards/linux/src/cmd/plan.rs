@@ -12,7 +12,7 @@
 //! - Board profiles are TOML files in `boards/profiles/` (or any path to a `.toml` file); every
 //!   figure carries its source.
 
-use crate::cmd::bench::weight_bytes_per_token;
+use crate::cmd::bench::weight_bytes_by_type;
 use crate::load::ModelFile;
 use anyhow::{bail, Context, Result};
 use edgelm::gguf::Gguf;
@@ -139,8 +139,21 @@ pub struct Bandwidth {
 pub struct Efficiency {
     /// Fraction of bytes-per-token ÷ bandwidth reached, by thread count.
     pub by_threads: BTreeMap<String, f64>,
+    /// Each weight type's efficiency relative to `by_threads` (lowercase ggml type names, e.g.
+    /// `q8_0 = 1.2`): kernels do more or less work per byte by type. Missing types count 1.0; an
+    /// interleaved type without its own figure takes its base type's.
+    #[serde(default)]
+    pub by_type: BTreeMap<String, f64>,
     /// Where these figures come from.
     pub source: String,
+}
+
+impl Efficiency {
+    /// The relative efficiency of weights of type `ty`.
+    fn of_type(&self, ty: GgmlType) -> f64 {
+        let get = |t: GgmlType| self.by_type.get(&t.name().to_lowercase()).copied();
+        get(ty).or_else(|| get(ty.base())).unwrap_or(1.0)
+    }
 }
 
 /// When and how a profile's figures were measured.
@@ -263,6 +276,17 @@ fn check_profile(p: &Profile) -> Result<()> {
             }
         }
     }
+    for (k, &v) in &p.efficiency.by_type {
+        if !GgmlType::ALL
+            .iter()
+            .any(|t| t.name().eq_ignore_ascii_case(k))
+        {
+            bail!("efficiency.by_type: {k:?} is not a ggml type name");
+        }
+        if !(v.is_finite() && v > 0.0) {
+            bail!("efficiency.by_type: {v} for {k} must be a positive number");
+        }
+    }
     if thread_figures(p).is_empty() {
         bail!("no thread count has both a bandwidth.read_gb_s and an efficiency.by_threads figure");
     }
@@ -329,19 +353,31 @@ fn requantized_bytes(g: &Gguf<'_>, file_bytes: u64, ty: GgmlType) -> u64 {
 }
 
 /// Decode bytes per token: the weights `edgelm bench` counts (scaled when requantized) plus the
-/// KV rows attended, averaged over a 64-token generation.
-fn bytes_per_token(weights: u64, c: &Config, kv: KvType) -> Result<f64> {
+/// KV rows attended, averaged over a 64-token generation. Also the same bytes with each type's
+/// weights divided by its relative efficiency: what the roofline divides by.
+fn bytes_per_token(
+    weights: &[(GgmlType, u64)],
+    c: &Config,
+    kv: KvType,
+    e: &Efficiency,
+) -> Result<(f64, f64)> {
     // KV bytes per position from the plan itself (any element type, padding amortized).
     let n = 4096.min(c.max_ctx().unwrap_or(4096));
     let per_pos = plan_with(c, n, kv)?.kv_bytes as f64 / n as f64;
-    Ok(weights as f64 + per_pos * (64.0 + 1.0) / 2.0)
+    let kv_bytes = per_pos * (64.0 + 1.0) / 2.0;
+    let raw: f64 = weights.iter().map(|&(_, b)| b as f64).sum();
+    let weighted: f64 = weights
+        .iter()
+        .map(|&(ty, b)| b as f64 / e.of_type(ty))
+        .sum();
+    Ok((raw + kv_bytes, weighted + kv_bytes))
 }
 
-/// Predicted tok/s at each thread count, and the best.
-fn predict(p: &Profile, bpt: f64) -> (Vec<(usize, f64)>, usize, f64) {
+/// Predicted tok/s at each thread count, and the best, for `weighted` bytes per token.
+fn predict(p: &Profile, weighted: f64) -> (Vec<(usize, f64)>, usize, f64) {
     let preds: Vec<(usize, f64)> = thread_figures(p)
         .into_iter()
-        .map(|(t, bw, e)| (t, e * bw * 1e9 / bpt))
+        .map(|(t, bw, e)| (t, e * bw * 1e9 / weighted))
         .collect();
     let best = preds
         .iter()
@@ -362,9 +398,9 @@ pub fn main(a: Args) -> Result<()> {
     let storage = prof.storage.bytes;
     let n = need(&c, file_bytes, ctx, a.kv_type, mcu)?;
     let ok = fits(&n, ram_avail, storage);
-    let weights = weight_bytes_per_token(&g);
-    let bpt = bytes_per_token(weights, &c, a.kv_type)?;
-    let (preds, threads, pred) = predict(&prof, bpt);
+    let weights = weight_bytes_by_type(&g);
+    let (bpt, weighted) = bytes_per_token(&weights, &c, a.kv_type, &prof.efficiency)?;
+    let (preds, threads, pred) = predict(&prof, weighted);
 
     // What would make it fit, each checked with the same rules.
     let mut suggestions: Vec<Value> = Vec::new();
@@ -433,6 +469,10 @@ pub fn main(a: Args) -> Result<()> {
         "ram_available_bytes": ram_avail,
         "storage_available_bytes": storage,
         "bytes_per_token": bpt,
+        "weight_types": weights.iter().map(|&(ty, b)| json!({
+            "type": ty.name().to_lowercase(), "bytes_per_token": b,
+            "efficiency": prof.efficiency.of_type(ty),
+        })).collect::<Vec<_>>(),
         "pred_tok_s_by_threads": preds.iter().map(|&(t, s)| json!({"threads": t, "tok_s": s})).collect::<Vec<_>>(),
         "suggestions": suggestions,
         "cpu": {

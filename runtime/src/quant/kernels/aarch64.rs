@@ -2,9 +2,12 @@
 //! (`sdot`; Cortex-A76 / Raspberry Pi 5 and later), chosen at run time.
 //!
 //! `vdotq_s32` is not stable in Rust, so `sdot` is emitted with `asm!` inside functions that
-//! enable `dotprod`. Kernels exist for the types of the models in use (Q4_0, Q4_1, Q8_0, Q4_K,
-//! Q6_K); other types take the scalar kernels. Integer parts are exact, float parts are summed in
-//! another order than the scalar ones, as on x86.
+//! enable `dotprod`. Kernels exist for the types of the models in use (Q4_0, Q4_1, Q5_0, Q8_0,
+//! Q4_K, Q6_K); other types take the scalar kernels. Integer parts are exact; the float parts follow the
+//! x86 kernels' order exactly (ggml's AVX2 order for the 32-element types), so an ARM board gives
+//! bit for bit the logits of an x86 host (and of llama.cpp there, for those types): an x86 vector
+//! of eight i32 lanes, each the sum of four neighbouring products, is two NEON vectors of four
+//! (`sdot` lanes), scaled with fused multiply-adds and reduced as `hsum_ps` reduces them.
 
 use super::Isa;
 use crate::quant::GgmlType;
@@ -105,10 +108,11 @@ fn mad_q8_0_neon(y: &mut [f32], x: &[crate::quant::blocks::BlockQ8_0], s: f32) {
     }
 }
 
-/// Four lanes of sums of four i8 × i8 products, added to `acc`, without the dot-product extension.
+/// Four lanes of sums of four i8 × i8 products, added to `acc`, without the dot-product extension:
+/// lane k holds products 4k..4k+3, as `sdot` gives them (the float parts depend on the lanes).
 #[target_feature(enable = "neon")]
 #[inline]
-fn dot_i8_neon(
+pub(super) fn dot_i8_neon(
     acc: core::arch::aarch64::int32x4_t,
     a: core::arch::aarch64::int8x16_t,
     b: core::arch::aarch64::int8x16_t,
@@ -116,13 +120,26 @@ fn dot_i8_neon(
     use core::arch::aarch64::*;
     let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
     let hi = vmull_high_s8(a, b);
-    vaddq_s32(acc, vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+    vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+}
+
+/// x86's `hsum_ps` of the eight lanes `lo`, `hi`: lanes i and i + 4, then i and i + 2, then the two.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) fn hsum8(
+    lo: core::arch::aarch64::float32x4_t,
+    hi: core::arch::aarch64::float32x4_t,
+) -> f32 {
+    use core::arch::aarch64::*;
+    let s = vaddq_f32(lo, hi);
+    let t = vadd_f32(vget_low_f32(s), vget_high_f32(s));
+    vget_lane_f32::<0>(t) + vget_lane_f32::<1>(t)
 }
 
 /// The same with `sdot`.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-fn dot_i8_sdot(
+pub(super) fn dot_i8_sdot(
     acc: core::arch::aarch64::int32x4_t,
     a: core::arch::aarch64::int8x16_t,
     b: core::arch::aarch64::int8x16_t,
@@ -171,6 +188,7 @@ macro_rules! neon_family {
             match ty {
                 GgmlType::Q4_0 => rows!(out, w, w_row, act, dot_q4_0),
                 GgmlType::Q4_1 => rows!(out, w, w_row, act, dot_q4_1),
+                GgmlType::Q5_0 => rows!(out, w, w_row, act, dot_q5_0),
                 GgmlType::Q8_0 => rows!(out, w, w_row, act, dot_q8_0),
                 GgmlType::Q4_K => rows!(out, w, w_row, act, dot_q4_k),
                 GgmlType::Q6_K => rows!(out, w, w_row, act, dot_q6_k),
@@ -219,60 +237,114 @@ macro_rules! neon_family {
             )
         }
 
+        /// Eight float lanes (x86's one 256-bit accumulator) and a scalar part (the min terms).
+        #[derive(Clone, Copy)]
+        struct Acc {
+            lo: float32x4_t,
+            hi: float32x4_t,
+            s: f32,
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn acc0() -> Acc {
+            Acc {
+                lo: vdupq_n_f32(0.0),
+                hi: vdupq_n_f32(0.0),
+                s: 0.0,
+            }
+        }
+
+        /// `acc += d · (lo, hi)`, fused as x86's `_mm256_fmadd_ps`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fma8(acc: &mut Acc, d: f32, lo: int32x4_t, hi: int32x4_t) {
+            acc.lo = vfmaq_n_f32(acc.lo, vcvtq_f32_s32(lo), d);
+            acc.hi = vfmaq_n_f32(acc.hi, vcvtq_f32_s32(hi), d);
+        }
+
+        /// x86's ending of the K-quant kernels (two accumulators, alternating by super-block).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn finish(a: Acc, b: Acc) -> f32 {
+            super::hsum8(vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)) + (a.s + b.s)
+        }
+
+        /// The 32-element types, as x86's `legacy_rows!`: one accumulator, the min terms summed
+        /// in block order, `hsum + mins` at the end.
         #[target_feature(enable = $features)]
         fn dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-            let mut acc = [vdupq_n_f32(0.0); 2];
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            let mut acc = acc0();
+            let eight = vdupq_n_s8(8);
+            for (x, y) in x.iter().zip(y) {
                 let (l, h) = nibbles(&x.qs);
-                let eight = vdupq_n_s8(8);
                 let (yl, yh) = halves(&y.qs);
                 let zero = vdupq_n_s32(0);
-                let p = $dot($dot(zero, vsubq_s8(l, eight), yl), vsubq_s8(h, eight), yh);
-                let d = f16_to_f32(x.d) * f16_to_f32(y.d);
-                acc[k % 2] = vmlaq_n_f32(acc[k % 2], vcvtq_f32_s32(p), d);
+                let pl = $dot(zero, vsubq_s8(l, eight), yl);
+                let ph = $dot(zero, vsubq_s8(h, eight), yh);
+                fma8(&mut acc, f16_to_f32(x.d) * f16_to_f32(y.d), pl, ph);
             }
-            vaddvq_f32(vaddq_f32(acc[0], acc[1]))
+            super::hsum8(acc.lo, acc.hi) + 0.0
         }
 
         #[target_feature(enable = $features)]
         fn dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-            let mut acc = [vdupq_n_f32(0.0); 2];
-            let mut summs = 0.0f32;
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
-                summs += f16_to_f32(x.m) * f16_to_f32(y.s);
+            let mut acc = acc0();
+            for (x, y) in x.iter().zip(y) {
+                acc.s += f16_to_f32(x.m) * f16_to_f32(y.s);
                 let (l, h) = nibbles(&x.qs);
                 let (yl, yh) = halves(&y.qs);
-                let p = $dot($dot(vdupq_n_s32(0), l, yl), h, yh);
-                let d = f16_to_f32(x.d) * f16_to_f32(y.d);
-                acc[k % 2] = vmlaq_n_f32(acc[k % 2], vcvtq_f32_s32(p), d);
+                let zero = vdupq_n_s32(0);
+                let (pl, ph) = ($dot(zero, l, yl), $dot(zero, h, yh));
+                fma8(&mut acc, f16_to_f32(x.d) * f16_to_f32(y.d), pl, ph);
             }
-            vaddvq_f32(vaddq_f32(acc[0], acc[1])) + summs
+            super::hsum8(acc.lo, acc.hi) + acc.s
+        }
+
+        /// Bit 4 set in byte j where bit j of `qh` (two bytes of the block's `qh`) is set.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fifth_bits(b0: u8, b1: u8) -> int8x16_t {
+            let v = vcombine_u8(vdup_n_u8(b0), vdup_n_u8(b1));
+            let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+            vreinterpretq_s8_u8(vandq_u8(vtstq_u8(v, bit), vdupq_n_u8(0x10)))
+        }
+
+        #[target_feature(enable = $features)]
+        fn dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+            let mut acc = acc0();
+            let sixteen = vdupq_n_s8(16);
+            for (x, y) in x.iter().zip(y) {
+                let (l, h) = nibbles(&x.qs);
+                let l = vorrq_s8(l, fifth_bits(x.qh[0], x.qh[1]));
+                let h = vorrq_s8(h, fifth_bits(x.qh[2], x.qh[3]));
+                let (yl, yh) = halves(&y.qs);
+                let zero = vdupq_n_s32(0);
+                let pl = $dot(zero, vsubq_s8(l, sixteen), yl);
+                let ph = $dot(zero, vsubq_s8(h, sixteen), yh);
+                fma8(&mut acc, f16_to_f32(x.d) * f16_to_f32(y.d), pl, ph);
+            }
+            super::hsum8(acc.lo, acc.hi) + 0.0
         }
 
         #[target_feature(enable = $features)]
         fn dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-            let mut acc = [vdupq_n_f32(0.0); 2];
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            let mut acc = acc0();
+            for (x, y) in x.iter().zip(y) {
                 let (xl, xh) = halves(&x.qs);
                 let (yl, yh) = halves(&y.qs);
-                let p = $dot($dot(vdupq_n_s32(0), xl, yl), xh, yh);
-                let d = f16_to_f32(x.d) * f16_to_f32(y.d);
-                acc[k % 2] = vmlaq_n_f32(acc[k % 2], vcvtq_f32_s32(p), d);
+                let zero = vdupq_n_s32(0);
+                let (pl, ph) = ($dot(zero, xl, yl), $dot(zero, xh, yh));
+                fma8(&mut acc, f16_to_f32(x.d) * f16_to_f32(y.d), pl, ph);
             }
-            vaddvq_f32(vaddq_f32(acc[0], acc[1]))
-        }
-
-        /// Σ of the products of 32 quants (two halves each side), as one i32.
-        #[target_feature(enable = $features)]
-        #[inline]
-        fn dot32(a: (int8x16_t, int8x16_t), b: (int8x16_t, int8x16_t)) -> i32 {
-            vaddvq_s32($dot($dot(vdupq_n_s32(0), a.0, b.0), a.1, b.1))
+            super::hsum8(acc.lo, acc.hi) + 0.0
         }
 
         #[target_feature(enable = $features)]
         fn dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-            let mut sumf = 0.0f32;
-            for (x, y) in x.iter().zip(y) {
+            let mut acc = [acc0(); 2];
+            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+                let acc = &mut acc[k % 2];
                 let yd = f32::from_le_bytes(y.d);
                 let bsums: &[[[u8; 2]; 8]; 2] = bytemuck::cast_ref(&y.bsums);
                 // Sums of the activations per group of 32, then the min term.
@@ -287,19 +359,25 @@ macro_rules! neon_family {
                     vmull_s16(vget_low_s16(group), vget_low_s16(mins)),
                     vmull_high_s16(group, mins),
                 );
-                sumf -= f16_to_f32(x.dmin) * yd * vaddvq_s32(prod) as f32;
+                acc.s -= f16_to_f32(x.dmin) * yd * vaddvq_s32(prod) as f32;
                 let qs: &[[[u8; 16]; 2]; 4] = bytemuck::cast_ref(&x.qs);
                 let q8: &[[i8; 32]; 8] = bytemuck::cast_ref(&y.qs);
-                let mut sumi = 0i32;
+                // Lanes as x86's: elements 0-15 of every group in `lo`, 16-31 in `hi`.
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                let zero = vdupq_n_s32(0);
                 for j in 0..4 {
                     let (l0, h0) = nibbles(&qs[j][0]);
                     let (l1, h1) = nibbles(&qs[j][1]);
-                    sumi += dot32((l0, l1), halves(&q8[2 * j])) * i32::from(sc[2 * j]);
-                    sumi += dot32((h0, h1), halves(&q8[2 * j + 1])) * i32::from(sc[2 * j + 1]);
+                    for (g, (a, b)) in [(2 * j, (l0, l1)), (2 * j + 1, (h0, h1))] {
+                        let (ya, yb) = halves(&q8[g]);
+                        let s = i32::from(sc[g]);
+                        lo = vmlaq_n_s32(lo, $dot(zero, a, ya), s);
+                        hi = vmlaq_n_s32(hi, $dot(zero, b, yb), s);
+                    }
                 }
-                sumf += f16_to_f32(x.d) * yd * sumi as f32;
+                fma8(acc, f16_to_f32(x.d) * yd, lo, hi);
             }
-            sumf
+            finish(acc[0], acc[1])
         }
 
         #[target_feature(enable = $features)]
@@ -311,10 +389,11 @@ macro_rules! neon_family {
 
         #[target_feature(enable = $features)]
         fn dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-            let mut sumf = 0.0f32;
+            let mut acc = [acc0(); 2];
             let m4 = vdupq_n_u8(0x0F);
             let m3 = vdupq_n_u8(0x03);
-            for (x, y) in x.iter().zip(y) {
+            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+                let acc = &mut acc[k % 2];
                 // The quants are stored plus 32: take 32 · Σ sc[g] · bsum[g] off at the end.
                 let s8 = load16s(&x.scales);
                 let bsums: &[[[u8; 2]; 8]; 2] = bytemuck::cast_ref(&y.bsums);
@@ -334,7 +413,8 @@ macro_rules! neon_family {
                 let ql: &[[[u8; 16]; 4]; 2] = bytemuck::cast_ref(&x.ql);
                 let qh: &[[[u8; 16]; 2]; 2] = bytemuck::cast_ref(&x.qh);
                 let q8: &[[[i8; 16]; 8]; 2] = bytemuck::cast_ref(&y.qs);
-                let mut sumi = 0i32;
+                // Lanes as x86's: the first 16 of each 32 elements in `lo`, the last 16 in `hi`.
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
                 for h in 0..2 {
                     let sc = &x.scales[8 * h..8 * h + 8];
                     let (hb0, hb1) = (load16u(&qh[h][0]), load16u(&qh[h][1]));
@@ -370,12 +450,18 @@ macro_rules! neon_family {
                     ];
                     for k in 0..8 {
                         let p = $dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q[k]), load16s(&y8[k]));
-                        sumi += vaddvq_s32(p) * i32::from(sc[k]);
+                        let s = i32::from(sc[k]);
+                        if k % 2 == 0 {
+                            lo = vmlaq_n_s32(lo, p, s);
+                        } else {
+                            hi = vmlaq_n_s32(hi, p, s);
+                        }
                     }
                 }
-                sumf += f16_to_f32(x.d) * f32::from_le_bytes(y.d) * (sumi - 32 * off) as f32;
+                lo = vsubq_s32(lo, vsetq_lane_s32::<0>(32 * off, vdupq_n_s32(0)));
+                fma8(acc, f16_to_f32(x.d) * f32::from_le_bytes(y.d), lo, hi);
             }
-            sumf
+            finish(acc[0], acc[1])
         }
     };
 }

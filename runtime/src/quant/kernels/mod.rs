@@ -111,6 +111,16 @@ pub fn best() -> Isa {
     isa
 }
 
+/// Makes `isa` the level every kernel call uses from now on (for comparing levels on whole models);
+/// `false`, and no change, when this CPU lacks it.
+pub fn set_best(isa: Isa) -> bool {
+    if !isa.is_available() {
+        return false;
+    }
+    BEST.store(isa.code(), Ordering::Relaxed);
+    true
+}
+
 fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     if let Some(isa) = x86::detect() {

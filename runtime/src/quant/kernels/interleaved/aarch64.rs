@@ -1,11 +1,10 @@
 //! aarch64 kernels for the interleaved types: per row, the plain NEON / dotprod kernels'
-//! operations of `kernels/aarch64.rs` (two float accumulators alternating by block, `vmlaq_n_f32`
-//! of the converted integer dot product and the scalar `xd · yd`, the same final reductions), with
-//! each activation block loaded once for the group's four rows.
+//! operations of `kernels/aarch64.rs` (eight float lanes as two vectors, a fused multiply-add of
+//! the converted integer lanes and the scalar `xd · yd`, x86's final reduction), with each
+//! activation block loaded once for the group's four rows.
 
 use super::Isa;
 use crate::quant::GgmlType;
-use core::arch::aarch64::*;
 
 /// Runs the interleaved `matvec` at `isa` if there is a kernel for it.
 pub(super) fn matvec(
@@ -27,34 +26,6 @@ pub(super) fn matvec(
             _ => false,
         }
     }
-}
-
-/// Four lanes of sums of four i8 × i8 products, added to `acc`, without the dot-product extension.
-#[target_feature(enable = "neon")]
-#[inline]
-fn dot_i8_neon(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-    let hi = vmull_high_s8(a, b);
-    vaddq_s32(acc, vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
-}
-
-/// The same with `sdot`.
-#[target_feature(enable = "neon,dotprod")]
-#[inline]
-fn dot_i8_sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
-    // SAFETY: sdot reads two vector registers and updates a third, nothing else; this function
-    // is only reachable where the CPU has the dot-product extension.
-    unsafe {
-        core::arch::asm!(
-            "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
-            inout(vreg) acc,
-            in(vreg) a,
-            in(vreg) b,
-            options(pure, nomem, nostack)
-        );
-    }
-    acc
 }
 
 /// Stamps a level's kernels with its i8 dot product.
@@ -122,44 +93,52 @@ macro_rules! family {
             )
         }
 
-        /// The plain kernels' ending per row.
+        /// The plain kernels' ending per row: x86's `hsum_ps` of the eight lanes.
         #[target_feature(enable = $features)]
         #[inline]
         fn finish(acc: [[float32x4_t; 2]; 4]) -> [f32; 4] {
-            acc.map(|a| vaddvq_f32(vaddq_f32(a[0], a[1])))
+            acc.map(|a| crate::quant::kernels::aarch64::hsum8(a[0], a[1]))
+        }
+
+        /// `a += d · (lo, hi)`, fused.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn fma8(a: &mut [float32x4_t; 2], d: f32, lo: int32x4_t, hi: int32x4_t) {
+            a[0] = vfmaq_n_f32(a[0], vcvtq_f32_s32(lo), d);
+            a[1] = vfmaq_n_f32(a[1], vcvtq_f32_s32(hi), d);
         }
 
         #[target_feature(enable = $features)]
         fn q4_0(x: &[BlockQ4_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
             let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
             let eight = vdupq_n_s8(8);
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            for (x, y) in x.iter().zip(y) {
                 let (yl, yh) = halves(&y.qs);
                 let yd = f16_to_f32(y.d);
                 for (r, a) in acc.iter_mut().enumerate() {
                     let (l, h) = nibbles(&x.qs[r]);
                     let zero = vdupq_n_s32(0);
-                    let p = $dot($dot(zero, vsubq_s8(l, eight), yl), vsubq_s8(h, eight), yh);
-                    let d = f16_to_f32(x.d[r]) * yd;
-                    a[k % 2] = vmlaq_n_f32(a[k % 2], vcvtq_f32_s32(p), d);
+                    let pl = $dot(zero, vsubq_s8(l, eight), yl);
+                    let ph = $dot(zero, vsubq_s8(h, eight), yh);
+                    fma8(a, f16_to_f32(x.d[r]) * yd, pl, ph);
                 }
             }
-            finish(acc)
+            finish(acc).map(|v| v + 0.0)
         }
 
         #[target_feature(enable = $features)]
         fn q4_1(x: &[BlockQ4_1x4], y: &[BlockQ8_1]) -> [f32; 4] {
             let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
             let mut summs = [0.0f32; 4];
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            for (x, y) in x.iter().zip(y) {
                 let (yl, yh) = halves(&y.qs);
                 let (yd, ys) = (f16_to_f32(y.d), f16_to_f32(y.s));
                 for (r, a) in acc.iter_mut().enumerate() {
                     summs[r] += f16_to_f32(x.m[r]) * ys;
                     let (l, h) = nibbles(&x.qs[r]);
-                    let p = $dot($dot(vdupq_n_s32(0), l, yl), h, yh);
-                    let d = f16_to_f32(x.d[r]) * yd;
-                    a[k % 2] = vmlaq_n_f32(a[k % 2], vcvtq_f32_s32(p), d);
+                    let zero = vdupq_n_s32(0);
+                    let (pl, ph) = ($dot(zero, l, yl), $dot(zero, h, yh));
+                    fma8(a, f16_to_f32(x.d[r]) * yd, pl, ph);
                 }
             }
             let mut out = finish(acc);
@@ -172,25 +151,25 @@ macro_rules! family {
         #[target_feature(enable = $features)]
         fn q8_0(x: &[BlockQ8_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
             let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
-            for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            for (x, y) in x.iter().zip(y) {
                 let (yl, yh) = halves(&y.qs);
                 let yd = f16_to_f32(y.d);
                 for (r, a) in acc.iter_mut().enumerate() {
                     let (xl, xh) = halves(&x.qs[r]);
-                    let p = $dot($dot(vdupq_n_s32(0), xl, yl), xh, yh);
-                    let d = f16_to_f32(x.d[r]) * yd;
-                    a[k % 2] = vmlaq_n_f32(a[k % 2], vcvtq_f32_s32(p), d);
+                    let zero = vdupq_n_s32(0);
+                    let (pl, ph) = ($dot(zero, xl, yl), $dot(zero, xh, yh));
+                    fma8(a, f16_to_f32(x.d[r]) * yd, pl, ph);
                 }
             }
-            finish(acc)
+            finish(acc).map(|v| v + 0.0)
         }
     };
 }
 
 mod neon {
-    family!("neon", super::dot_i8_neon);
+    family!("neon", crate::quant::kernels::aarch64::dot_i8_neon);
 }
 
 mod neondot {
-    family!("neon,dotprod", super::dot_i8_sdot);
+    family!("neon,dotprod", crate::quant::kernels::aarch64::dot_i8_sdot);
 }
