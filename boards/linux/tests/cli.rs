@@ -742,6 +742,37 @@ fn bench_membw_alone() {
 }
 
 #[test]
+fn bench_kernels_json() {
+    let o = edgelm(&[
+        "bench",
+        "--kernels",
+        "--kernel-mib",
+        "1",
+        "-t",
+        "1,2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let types = [
+        "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k",
+    ];
+    assert_eq!(rows.len(), 2 * types.len(), "{rows:?}");
+    for t in [1, 2] {
+        for ty in types {
+            let r = rows
+                .iter()
+                .find(|r| r["type"] == ty && r["threads"] == t)
+                .unwrap_or_else(|| panic!("no {ty} row at {t} threads: {rows:?}"));
+            assert_eq!(r["test"], "kernel");
+            assert!(r["gb_s"].as_f64().unwrap() > 0.0, "{r}");
+            let vs = r["vs_q4_1"].as_f64().unwrap();
+            assert!(vs > 0.0 && (ty != "q4_1" || vs == 1.0), "{r}");
+        }
+    }
+}
+
+#[test]
 fn bench_errors() {
     let m = smollm2();
     let ms = m.to_str().unwrap();
@@ -759,7 +790,10 @@ fn bench_errors() {
         &["bench", "-m", ms, "-p", "0", "-n", "0"],
         &["nothing to measure"],
     );
-    fails_with(&["bench"], &["give a model with -m FILE", "--membw"]);
+    fails_with(
+        &["bench"],
+        &["give a model with -m FILE", "--membw", "--kernels"],
+    );
     fails_with(
         &["bench", "-m", "/nonexistent/model.gguf"],
         &["model file not found"],

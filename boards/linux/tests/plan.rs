@@ -248,3 +248,75 @@ fn unknown_or_bad_profiles_are_clear_errors() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn prediction_weighs_types_and_adds_the_per_layer_cost() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("edgelm-plan-eff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rpi5 = std::fs::read_to_string(edgelm_suite::repo_root().join("boards/profiles/rpi5.toml"))
+        .unwrap();
+    let old = "by_threads = { 1 = 0.9, 2 = 0.9, 4 = 0.9 }";
+    assert!(rpi5.contains(old));
+    let profile = |extra: &str| {
+        let p = dir.join("eff.toml");
+        std::fs::write(&p, rpi5.replace(old, &format!("{old}\n{extra}"))).unwrap();
+        plan_json(&["-m", ms, "--board", p.to_str().unwrap(), "-c", "512"])
+    };
+    let by_threads = |j: &Value| -> Vec<f64> {
+        j["pred_tok_s_by_threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["tok_s"].as_f64().unwrap())
+            .collect()
+    };
+    let base = profile("");
+    let j = profile("by_type = { q4_1 = 0.5, q8_0 = 2.0 }\nlayer_us = { 1 = 100.0, 4 = 50.0 }");
+    let layers = j["n_layers"].as_f64().unwrap();
+    assert_eq!(layers, 30.0);
+    // Seconds per token from the plain roofline, then each type's bytes rescaled by its factor.
+    let types = j["weight_types"].as_array().unwrap();
+    let bpt = j["bytes_per_token"].as_f64().unwrap();
+    let weighted: f64 = bpt
+        - types
+            .iter()
+            .map(|t| {
+                t["bytes_per_token"].as_f64().unwrap()
+                    * (1.0 - 1.0 / t["efficiency"].as_f64().unwrap())
+            })
+            .sum::<f64>();
+    let eff = |ty: &str| {
+        types.iter().find(|t| t["type"] == ty).unwrap()["efficiency"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!((eff("q4_1"), eff("q8_0"), eff("f32")), (0.5, 2.0, 1.0));
+    for ((&b, &p), us) in by_threads(&base)
+        .iter()
+        .zip(&by_threads(&j))
+        .zip([100.0, 0.0, 50.0])
+    {
+        let want = 1.0 / (weighted / bpt / b + layers * us * 1e-6);
+        assert!((p - want).abs() < 1e-9 * want, "{p} vs {want}");
+    }
+    let bad = |extra: &str, needles: &[&str]| {
+        let p = dir.join("bad-eff.toml");
+        std::fs::write(&p, rpi5.replace(old, &format!("{old}\n{extra}"))).unwrap();
+        fails_with(&["plan", "-m", ms, "--board", p.to_str().unwrap()], needles);
+    };
+    bad(
+        "layer_us = { 8 = 1.0 }",
+        &["efficiency.layer_us: 8 threads on a 4-core board"],
+    );
+    bad(
+        "layer_us = { 1 = -1.0 }",
+        &["efficiency.layer_us: -1 at 1 threads"],
+    );
+    bad(
+        "by_type = { q9_9 = 1.0 }",
+        &["efficiency.by_type: \"q9_9\" is not a ggml type name"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -29,8 +29,13 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::Instant;
 
+mod kernels;
+
 /// Buffer read by `--membw` when no model gives the size.
 const MEMBW_DEFAULT_BYTES: usize = 256 << 20;
+/// MiB of weights of each type's matrix in `--kernels`: the size of a small model's weights, and
+/// the types together (1.1 GiB) far more than any cache, so each is read from memory.
+const KERNEL_MIB: u64 = 128;
 /// Timed passes over the buffer per thread count (after one warm-up); the median is reported.
 const MEMBW_PASSES: usize = 11;
 
@@ -80,6 +85,15 @@ pub struct Args {
     /// report each test's roofline fraction.
     #[arg(long)]
     membw: bool,
+    /// Also measure each weight type's matrix × vector speed (GB/s of weights read, over a
+    /// buffer the --membw size) and its ratio to Q4_1's: the figures of a board profile's
+    /// `efficiency.by_type`.
+    #[arg(long)]
+    kernels: bool,
+    /// MiB of weights per type in --kernels (small values only fit tests: the matrix must not
+    /// stay in cache).
+    #[arg(long, default_value_t = KERNEL_MIB, hide = true, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    kernel_mib: u64,
     /// Print a JSON list of rows instead of the table.
     #[arg(long)]
     json: bool,
@@ -410,7 +424,7 @@ fn print_table(rows: &[Value], membw: bool) {
         head.push("roofline");
     }
     let mut lines: Vec<Vec<String>> = Vec::new();
-    for r in rows.iter().filter(|r| r["test"] != "membw") {
+    for r in rows.iter().filter(|r| r["model"].is_string()) {
         let mut l = vec![
             r["model"].as_str().unwrap_or("?").to_string(),
             format!("{:.2} MiB", f(&r["size_bytes"]) / (1 << 20) as f64),
@@ -479,10 +493,10 @@ fn print_table(rows: &[Value], membw: bool) {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if a.model.is_none() && !a.membw {
-        bail!("give a model with -m FILE (or --membw alone to measure memory bandwidth)");
+    if a.model.is_none() && !a.membw && !a.kernels {
+        bail!("give a model with -m FILE (or --membw or --kernels alone to measure the machine)");
     }
-    if a.model.is_some() && a.n_prompt == 0 && a.n_gen == 0 && !a.membw {
+    if a.model.is_some() && a.n_prompt == 0 && a.n_gen == 0 && !a.membw && !a.kernels {
         bail!("nothing to measure: -p 0 and -n 0 skip both tests");
     }
     if a.reps == 0 {
@@ -535,10 +549,14 @@ pub fn main(a: Args) -> Result<()> {
         }
         rows.extend(bw);
     }
+    if a.kernels {
+        rows.extend(kernels::bench((a.kernel_mib as usize) << 20, &threads)?);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print_table(&rows, a.membw);
+        kernels::print(&rows);
     }
     Ok(())
 }

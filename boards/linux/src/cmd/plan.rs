@@ -8,7 +8,10 @@
 //! - Speed: a bandwidth roofline times a measured efficiency: bytes one decode step reads (the
 //!   weights `edgelm bench` counts, plus the KV rows attended, averaged over a 64-token generation
 //!   as `bench -n 64` measures) ÷ the board's read bandwidth at a thread count, times the fraction
-//!   of that roofline the profile says is reached. The thread count predicted fastest is chosen.
+//!   of that roofline the profile says is reached (`by_threads`, scaled per weight type by
+//!   `by_type`), plus a fixed cost per layer (`layer_us`) where the profile measured one. The
+//!   thread count predicted fastest is chosen. `scripts/check-planner --calibrate` measures the
+//!   host's figures and checks the predictions against `edgelm bench`.
 //! - Board profiles are TOML files in `boards/profiles/` (or any path to a `.toml` file); every
 //!   figure carries its source.
 
@@ -144,6 +147,12 @@ pub struct Efficiency {
     /// interleaved type without its own figure takes its base type's.
     #[serde(default)]
     pub by_type: BTreeMap<String, f64>,
+    /// Microseconds per layer per token that do not scale with weight bytes (attention, norms,
+    /// activation quantizing, thread syncs), by thread count; missing counts 0. Small models
+    /// have many thin layers, and this is what sets a 30-layer and a 3-layer model of the same
+    /// bytes apart.
+    #[serde(default)]
+    pub layer_us: BTreeMap<String, f64>,
     /// Where these figures come from.
     pub source: String,
 }
@@ -276,6 +285,20 @@ fn check_profile(p: &Profile) -> Result<()> {
             }
         }
     }
+    for (k, &v) in &p.efficiency.layer_us {
+        let t: usize = k
+            .parse()
+            .map_err(|_| anyhow::anyhow!("efficiency.layer_us: key {k:?} is not a thread count"))?;
+        if t == 0 || t > p.cpu.cores {
+            bail!(
+                "efficiency.layer_us: {t} threads on a {}-core board",
+                p.cpu.cores
+            );
+        }
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("efficiency.layer_us: {v} at {t} threads must be a number, 0 or more");
+        }
+    }
     for (k, &v) in &p.efficiency.by_type {
         if !GgmlType::ALL
             .iter()
@@ -293,16 +316,17 @@ fn check_profile(p: &Profile) -> Result<()> {
     Ok(())
 }
 
-/// (threads, GB/s, efficiency) for each thread count with both figures.
-fn thread_figures(p: &Profile) -> Vec<(usize, f64, f64)> {
-    let mut v: Vec<(usize, f64, f64)> = p
+/// (threads, GB/s, efficiency, µs per layer) for each thread count with the first two figures.
+fn thread_figures(p: &Profile) -> Vec<(usize, f64, f64, f64)> {
+    let mut v: Vec<(usize, f64, f64, f64)> = p
         .bandwidth
         .read_gb_s
         .iter()
         .filter_map(|(k, &bw)| {
             let t: usize = k.parse().ok()?;
             let e = *p.efficiency.by_threads.get(k)?;
-            Some((t, bw, e))
+            let us = p.efficiency.layer_us.get(k).copied().unwrap_or(0.0);
+            Some((t, bw, e, us))
         })
         .collect();
     v.sort_by_key(|x| x.0);
@@ -373,11 +397,15 @@ fn bytes_per_token(
     Ok((raw + kv_bytes, weighted + kv_bytes))
 }
 
-/// Predicted tok/s at each thread count, and the best, for `weighted` bytes per token.
-fn predict(p: &Profile, weighted: f64) -> (Vec<(usize, f64)>, usize, f64) {
+/// Predicted tok/s at each thread count, and the best, for `weighted` bytes per token and
+/// `layers` layers: a token takes the bytes' roofline time ÷ efficiency plus the per-layer cost.
+fn predict(p: &Profile, weighted: f64, layers: usize) -> (Vec<(usize, f64)>, usize, f64) {
     let preds: Vec<(usize, f64)> = thread_figures(p)
         .into_iter()
-        .map(|(t, bw, e)| (t, e * bw * 1e9 / weighted))
+        .map(|(t, bw, e, us)| {
+            let secs = weighted / (e * bw * 1e9) + layers as f64 * us * 1e-6;
+            (t, 1.0 / secs)
+        })
         .collect();
     let best = preds
         .iter()
@@ -400,7 +428,7 @@ pub fn main(a: Args) -> Result<()> {
     let ok = fits(&n, ram_avail, storage);
     let weights = weight_bytes_by_type(&g);
     let (bpt, weighted) = bytes_per_token(&weights, &c, a.kv_type, &prof.efficiency)?;
-    let (preds, threads, pred) = predict(&prof, weighted);
+    let (preds, threads, pred) = predict(&prof, weighted, c.n_layer);
 
     // What would make it fit, each checked with the same rules.
     let mut suggestions: Vec<Value> = Vec::new();
@@ -469,6 +497,7 @@ pub fn main(a: Args) -> Result<()> {
         "ram_available_bytes": ram_avail,
         "storage_available_bytes": storage,
         "bytes_per_token": bpt,
+        "n_layers": c.n_layer,
         "weight_types": weights.iter().map(|&(ty, b)| json!({
             "type": ty.name().to_lowercase(), "bytes_per_token": b,
             "efficiency": prof.efficiency.of_type(ty),
