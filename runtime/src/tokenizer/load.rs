@@ -3,7 +3,7 @@
 
 use super::pretok::PreTokenizer;
 use super::unicode::ByteMap;
-use super::vocab::Vocab;
+use super::vocab::{self, Vocab};
 use super::{bpe, Model, Tokenizer, TokenizerError};
 use super::{
     ATTR_BYTE, ATTR_CONTROL, ATTR_LSTRIP, ATTR_NORMAL, ATTR_RSTRIP, ATTR_UNKNOWN, ATTR_UNUSED,
@@ -483,7 +483,7 @@ fn attr_of_type(t: i32) -> u16 {
 pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
     let n = d.tokens.len();
     let total: usize = d.tokens.iter().map(|t| t.len().max(16)).sum();
-    if n == 0 || n >= u32::MAX as usize || total >= u32::MAX as usize {
+    if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
         return Err(TokenizerError::BadVocabSize(n));
     }
     for (key, len) in [

@@ -51,7 +51,7 @@ pub enum TokenizerError {
     /// `tokenizer.ggml.pre` names a pre-tokenizer that is not implemented (llama.cpp refuses
     /// unknown names too; it falls back to its default list only when the key is absent).
     UnknownPreTokenizer(String),
-    /// The vocabulary is empty, or too large for 32-bit ids and offsets.
+    /// The vocabulary is empty, or too large (over 2^21 - 1 tokens or 4 GiB of text).
     BadVocabSize(usize),
 }
 

@@ -1,86 +1,89 @@
-//! The token table: every token text in one buffer, looked up by a swiss table.
+//! The token table: every token text in one buffer, looked up by a compact hash index.
 
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::hash::BuildHasher;
-use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 
-/// A table entry: the id and where its text lies, so a probe compares text without first
-/// loading `ends` (lookups are cache-miss bound; this saves one miss per probe).
-#[derive(Clone, Copy)]
-struct Slot {
-    id: u32,
-    start: u32,
-    end: u32,
-}
+/// Bits of an id in an index slot; the rest of the slot is a tag of the text's hash.
+const ID_BITS: u32 = 21;
+const ID_MASK: u32 = (1 << ID_BITS) - 1;
+/// Most tokens a vocabulary may have: ids stay below `ID_MASK`, so no occupied slot is `EMPTY`.
+pub(crate) const MAX_TOKENS: usize = ID_MASK as usize;
+const EMPTY: u32 = u32::MAX;
 
 /// Token texts by id, and id by text.
 pub(crate) struct Vocab {
     text: String,
     /// `ends[i]` is where token `i` ends in `text`; it starts where token `i - 1` ends.
     ends: Vec<u32>,
-    index: HashTable<Slot>,
+    /// Open addressing with linear probing, at most 3/4 full: each slot is `EMPTY` or
+    /// `tag << ID_BITS | id`, the tag being the top bits of the text's hash. 4 bytes a slot
+    /// instead of a swiss table's 13 (id, text range, control byte); the tag skips almost every
+    /// text comparison with another token, so a probe still costs about one cache miss more
+    /// than the text itself.
+    index: Vec<u32>,
     hasher: DefaultHashBuilder,
     duplicates: bool,
 }
 
 impl Vocab {
     /// Builds the table; when a text appears twice the later id wins (llama.cpp's `token_to_id[word] = i`).
+    /// At most `MAX_TOKENS` tokens (the caller checks).
     pub(crate) fn new<'s>(tokens: impl ExactSizeIterator<Item = &'s str> + Clone) -> Vocab {
         let n = tokens.len();
-        let total: usize = tokens.clone().map(str::len).sum();
+        let total: usize = tokens
+            .clone()
+            .map(|t| if t.is_empty() { 16 } else { t.len() })
+            .sum();
+        let cap = (n + n / 3).max(1).next_power_of_two();
         let mut v = Vocab {
             text: String::with_capacity(total),
             ends: Vec::with_capacity(n),
-            index: HashTable::with_capacity(n),
+            index: vec![EMPTY; cap],
             hasher: DefaultHashBuilder::default(),
             duplicates: false,
         };
         for (id, t) in tokens.enumerate() {
-            let start = v.text.len() as u32;
             if t.is_empty() {
                 // llama.cpp renames empty tokens so that every text maps back to one id.
                 let _ = write!(v.text, "[EMPTY_{id}]");
             } else {
                 v.text.push_str(t);
             }
-            let end = v.text.len() as u32;
-            v.ends.push(end);
-            v.insert(Slot {
-                id: id as u32,
-                start,
-                end,
-            });
+            v.ends.push(v.text.len() as u32);
+            v.insert(id as u32);
         }
+        v.text.shrink_to_fit();
         v
     }
 
-    fn insert(&mut self, slot: Slot) {
-        let Vocab {
-            text,
-            index,
-            hasher,
-            duplicates,
-            ..
-        } = self;
-        let bytes = |s: &Slot| {
-            text.as_bytes()
-                .get(s.start as usize..s.end as usize)
-                .unwrap_or(&[])
+    fn insert(&mut self, id: u32) {
+        let key = self.text(id).as_bytes();
+        let (mut i, tag) = self.start(key);
+        let mask = self.index.len() - 1;
+        let (slot, dup) = loop {
+            let s = self.index[i];
+            if s == EMPTY {
+                break (i, false);
+            }
+            if s & !ID_MASK == tag && self.text(s & ID_MASK).as_bytes() == key {
+                break (i, true);
+            }
+            i = (i + 1) & mask;
         };
-        let key = bytes(&slot);
-        let h = hasher.hash_one(key);
-        match index.entry(h, |s| bytes(s) == key, |s| hasher.hash_one(bytes(s))) {
-            Entry::Occupied(mut e) => {
-                *e.get_mut() = slot;
-                *duplicates = true;
-            }
-            Entry::Vacant(e) => {
-                e.insert(slot);
-            }
-        }
+        self.index[slot] = tag | id;
+        self.duplicates |= dup;
+    }
+
+    /// First slot to probe and the tag (already shifted) of `key`.
+    #[inline]
+    fn start(&self, key: &[u8]) -> (usize, u32) {
+        let h = self.hasher.hash_one(key);
+        let tag = ((h >> (64 - (32 - ID_BITS))) as u32) << ID_BITS;
+        (h as usize & (self.index.len() - 1), tag)
     }
 
     /// Whether some text appears under two ids (then only the last one is found by text).
@@ -110,12 +113,17 @@ impl Vocab {
 
     /// The id of a token text given as bytes (never matches invalid UTF-8).
     pub(crate) fn id_bytes(&self, key: &[u8]) -> Option<u32> {
-        let h = self.hasher.hash_one(key);
-        let text = self.text.as_bytes();
-        self.index
-            .find(h, |s| {
-                text.get(s.start as usize..s.end as usize) == Some(key)
-            })
-            .map(|s| s.id)
+        let (mut i, tag) = self.start(key);
+        let mask = self.index.len() - 1;
+        loop {
+            let s = self.index[i];
+            if s == EMPTY {
+                return None;
+            }
+            if s & !ID_MASK == tag && self.text(s & ID_MASK).as_bytes() == key {
+                return Some(s & ID_MASK);
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
