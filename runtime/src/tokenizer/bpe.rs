@@ -18,16 +18,32 @@ pub(crate) const NONE: u32 = u32::MAX;
 
 /// The merge table.
 pub(crate) struct Merges {
-    /// (left id, right id) -> (rank, id of the merged text or `NONE`).
-    by_id: HashMap<u64, (u32, u32)>,
+    /// (left id, right id) -> rank and merged id, open addressing with linear probing at most
+    /// 3/4 full. A slot is `EMPTY` or `(left << id_bits | right) << val_bits | val`, where `val`
+    /// is the rank, with the merged id above it when everything fits in 64 bits (vocabularies
+    /// up to 64k tokens and merges): 8 bytes a merge-slot instead of a hash map's 17.
+    slots: Vec<u64>,
+    /// log2 of `slots.len()`.
+    slot_bits: u32,
+    id_bits: u32,
+    rank_bits: u32,
+    val_bits: u32,
+    /// Merged id by rank (`NONE` if the joined text is no token) when it is not in the slot.
+    results: Vec<u32>,
     /// Merges with a side that is not itself a token (none in well-formed files): (left, right) -> rank.
     by_text: HashMap<(String, String), u32>,
     /// Token id of each byte's mapped code point.
     byte_ids: [u32; 256],
 }
 
-fn pair(l: u32, r: u32) -> u64 {
-    (u64::from(l) << 32) | u64::from(r)
+const EMPTY: u64 = u64::MAX;
+
+/// Most merges a vocabulary of `MAX_TOKENS` tokens may have: ids and rank fill 64 bits.
+pub(crate) const MAX_MERGES: usize = (1 << 22) - 1;
+
+/// Bits for the numbers `0..=n` (the top value is free for sentinels when `n` is a count).
+fn bits_for(n: usize) -> u32 {
+    usize::BITS - n.leading_zeros()
 }
 
 /// Splits a merge line "a b" at the first space after the first byte, as llama.cpp does; a line
@@ -40,15 +56,37 @@ fn split_merge(m: &str) -> (&str, &str) {
 }
 
 impl Merges {
-    /// Reads merges in rank order; the first occurrence of a pair keeps its rank.
+    /// Reads merges in rank order; the first occurrence of a pair keeps its rank. At most
+    /// `MAX_MERGES` merges over at most `vocab::MAX_TOKENS` tokens (the caller checks).
     pub(crate) fn new<'s>(
         vocab: &Vocab,
         bytes: &ByteMap,
-        merges: impl Iterator<Item = &'s str>,
+        merges: impl ExactSizeIterator<Item = &'s str>,
     ) -> Merges {
-        let (lo, _) = merges.size_hint();
-        let mut by_id = HashMap::with_capacity(lo);
-        let mut by_text = HashMap::new();
+        let n_merges = merges.len();
+        let id_bits = bits_for(vocab.len());
+        let rank_bits = bits_for(n_merges);
+        let packed = 3 * id_bits + rank_bits <= 64;
+        let val_bits = if packed {
+            id_bits + rank_bits
+        } else {
+            rank_bits
+        };
+        let cap = (n_merges + n_merges / 3).max(2).next_power_of_two();
+        let mut t = Merges {
+            slots: alloc::vec![EMPTY; cap],
+            slot_bits: cap.trailing_zeros(),
+            id_bits,
+            rank_bits,
+            val_bits,
+            results: if packed {
+                Vec::new()
+            } else {
+                alloc::vec![NONE; n_merges]
+            },
+            by_text: HashMap::new(),
+            byte_ids: [NONE; 256],
+        };
         let mut joined = String::new();
         // Converted vocabularies list merge results in rank order: merge r creates the token
         // after (GPT-2, Qwen2, SmolLM) or the same as (Llama 3, where several merges build one
@@ -62,50 +100,105 @@ impl Merges {
             t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b)
         };
         for (rank, m) in merges.enumerate() {
-            let rank = rank as u32;
             let (a, b) = split_merge(m);
             match (vocab.id(a), vocab.id(b)) {
                 (Some(l), Some(r)) => {
-                    by_id.entry(pair(l, r)).or_insert_with(|| {
-                        let guess = prev
-                            .filter(|_| misses < 64 && !vocab.has_duplicates())
-                            .and_then(|p| {
-                                [p.wrapping_add(1), p].into_iter().find(|&g| is(g, a, b))
-                            });
-                        let id = guess.or_else(|| {
-                            misses += 1;
-                            joined.clear();
-                            joined.push_str(a);
-                            joined.push_str(b);
-                            vocab.id(&joined)
-                        });
-                        if guess.is_some() {
-                            misses = 0;
-                        }
-                        if id.is_some() {
-                            prev = id;
-                        }
-                        (rank, id.unwrap_or(NONE))
+                    let Err(slot) = t.find(l, r) else {
+                        continue;
+                    };
+                    let guess = prev
+                        .filter(|_| misses < 64 && !vocab.has_duplicates())
+                        .and_then(|p| [p.wrapping_add(1), p].into_iter().find(|&g| is(g, a, b)));
+                    let id = guess.or_else(|| {
+                        misses += 1;
+                        joined.clear();
+                        joined.push_str(a);
+                        joined.push_str(b);
+                        vocab.id(&joined)
                     });
+                    if guess.is_some() {
+                        misses = 0;
+                    }
+                    if id.is_some() {
+                        prev = id;
+                    }
+                    t.put(slot, l, r, rank as u32, id.unwrap_or(NONE));
                 }
                 _ => {
-                    by_text
+                    t.by_text
                         .entry((String::from(a), String::from(b)))
-                        .or_insert(rank);
+                        .or_insert(rank as u32);
                 }
             }
         }
-        let mut byte_ids = [NONE; 256];
         let mut s = String::new();
-        for (b, slot) in byte_ids.iter_mut().enumerate() {
+        for (b, slot) in t.byte_ids.iter_mut().enumerate() {
             s.clear();
             bytes.encode_into(&[b as u8], &mut s);
             *slot = vocab.id(&s).unwrap_or(NONE);
         }
-        Merges {
-            by_id,
-            by_text,
-            byte_ids,
+        t
+    }
+
+    #[inline]
+    fn key(&self, l: u32, r: u32) -> u64 {
+        (u64::from(l) << self.id_bits) | u64::from(r)
+    }
+
+    /// The slot holding the pair (`Ok`), or the empty slot where it would go (`Err`).
+    #[inline]
+    fn find(&self, l: u32, r: u32) -> Result<usize, usize> {
+        let key = self.key(l, r);
+        // Fibonacci hashing: the top bits of key * 2^64 / phi.
+        let mut i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.slot_bits)) as usize;
+        let mask = self.slots.len() - 1;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return Err(i);
+            }
+            if s >> self.val_bits == key {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn put(&mut self, slot: usize, l: u32, r: u32, rank: u32, id: u32) {
+        let mut val = u64::from(rank);
+        if self.results.is_empty() {
+            let id = if id == NONE {
+                (1 << self.id_bits) - 1
+            } else {
+                id
+            };
+            val |= u64::from(id) << self.rank_bits;
+        } else {
+            self.results[rank as usize] = id;
+        }
+        self.slots[slot] = (self.key(l, r) << self.val_bits) | val;
+    }
+
+    /// Rank of the merge of tokens `l` and `r`.
+    #[inline]
+    fn rank(&self, l: u32, r: u32) -> Option<u32> {
+        let s = self.slots[self.find(l, r).ok()?];
+        Some((s & ((1 << self.rank_bits) - 1)) as u32)
+    }
+
+    /// Token id the merge of `l` and `r` makes (`NONE` if its text is no token).
+    fn result(&self, l: u32, r: u32) -> Option<u32> {
+        let s = self.slots[self.find(l, r).ok()?];
+        let rank = (s & ((1 << self.rank_bits) - 1)) as usize;
+        if self.results.is_empty() {
+            let id = ((s >> self.rank_bits) & ((1 << self.id_bits) - 1)) as u32;
+            Some(if id == (1 << self.id_bits) - 1 {
+                NONE
+            } else {
+                id
+            })
+        } else {
+            self.results.get(rank).copied()
         }
     }
 }
@@ -219,7 +312,7 @@ fn rank_of(
     r: Sym,
 ) -> Option<u32> {
     if l.id != NONE && r.id != NONE {
-        return merges.by_id.get(&pair(l.id, r.id)).map(|&(rank, _)| rank);
+        return merges.rank(l.id, r.id);
     }
     if merges.by_text.is_empty() {
         return None;
@@ -238,7 +331,7 @@ fn merged_id(
     r: Sym,
 ) -> u32 {
     if l.id != NONE && r.id != NONE {
-        if let Some(&(_, id)) = merges.by_id.get(&pair(l.id, r.id)) {
+        if let Some(id) = merges.result(l.id, r.id) {
             return id;
         }
     }

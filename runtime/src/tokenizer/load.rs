@@ -486,6 +486,9 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
     if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
         return Err(TokenizerError::BadVocabSize(n));
     }
+    if d.merges.len() > bpe::MAX_MERGES {
+        return Err(TokenizerError::TooManyMerges(d.merges.len()));
+    }
     for (key, len) in [
         (K_SCORES, d.scores.as_ref().map(Vec::len)),
         (K_TYPES, d.token_types.as_ref().map(Vec::len)),

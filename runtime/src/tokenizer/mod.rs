@@ -53,6 +53,8 @@ pub enum TokenizerError {
     UnknownPreTokenizer(String),
     /// The vocabulary is empty, or too large (over 2^21 - 1 tokens or 4 GiB of text).
     BadVocabSize(usize),
+    /// More than 2^22 - 1 merges (the merge table packs ranks in 22 bits).
+    TooManyMerges(usize),
 }
 
 impl fmt::Display for TokenizerError {
@@ -71,6 +73,7 @@ impl fmt::Display for TokenizerError {
             TokenizerError::UnknownModel(m) => write!(f, "unsupported tokenizer model '{m}'"),
             TokenizerError::UnknownPreTokenizer(p) => write!(f, "unsupported pre-tokenizer '{p}'"),
             TokenizerError::BadVocabSize(n) => write!(f, "unusable vocabulary size {n}"),
+            TokenizerError::TooManyMerges(n) => write!(f, "{n} merges, more than supported"),
         }
     }
 }
