@@ -103,6 +103,173 @@ impl<'a> VocabData<'a> {
     }
 }
 
+/// A list of strings: given as a slice, or read in place from a GGUF string array so that
+/// loading copies no per-token pointers (786 KB each for SmolLM2's tokens and merges).
+#[derive(Clone, Copy)]
+enum Strs<'a> {
+    List(&'a [&'a str]),
+    /// A GGUF string array's encoded bytes (u64 length + UTF-8, each), checked by `Strs::raw`.
+    Raw {
+        raw: &'a [u8],
+        n: usize,
+    },
+}
+
+impl<'a> Strs<'a> {
+    /// The `n` strings encoded in `raw`, if it has exactly that shape.
+    fn raw(raw: &'a [u8], n: usize) -> Option<Strs<'a>> {
+        let mut it = StrsIter::Raw { raw, left: n };
+        for _ in 0..n {
+            it.try_next()?;
+        }
+        match it {
+            StrsIter::Raw { raw: [], .. } => Some(Strs::Raw { raw, n }),
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Strs::List(l) => l.len(),
+            Strs::Raw { n, .. } => *n,
+        }
+    }
+
+    fn iter(&self) -> StrsIter<'a> {
+        match *self {
+            Strs::List(l) => StrsIter::List(l.iter()),
+            Strs::Raw { raw, n } => StrsIter::Raw { raw, left: n },
+        }
+    }
+}
+
+#[derive(Clone)]
+enum StrsIter<'a> {
+    List(core::slice::Iter<'a, &'a str>),
+    Raw { raw: &'a [u8], left: usize },
+}
+
+impl<'a> StrsIter<'a> {
+    /// The next string; `None` at the end or on a malformed array.
+    fn try_next(&mut self) -> Option<&'a str> {
+        match self {
+            StrsIter::List(l) => l.next().copied(),
+            StrsIter::Raw { raw, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                let (len, rest) = raw.split_first_chunk::<8>()?;
+                let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+                if len > rest.len() {
+                    return None;
+                }
+                let (s, rest) = rest.split_at(len);
+                let s = core::str::from_utf8(s).ok()?;
+                *raw = rest;
+                *left -= 1;
+                Some(s)
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for StrsIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.try_next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self {
+            StrsIter::List(l) => l.len(),
+            StrsIter::Raw { left, .. } => *left,
+        };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for StrsIter<'_> {}
+
+/// A list of numbers: given as a slice, or read in place from a GGUF array's little-endian bytes.
+#[derive(Clone, Copy)]
+enum Nums<'a> {
+    I32(&'a [i32]),
+    F32(&'a [f32]),
+    LeI32(&'a [u8]),
+    LeF32(&'a [u8]),
+}
+
+impl Nums<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Nums::I32(v) => v.len(),
+            Nums::F32(v) => v.len(),
+            Nums::LeI32(b) | Nums::LeF32(b) => b.len() / 4,
+        }
+    }
+
+    fn le(b: &[u8], i: usize) -> [u8; 4] {
+        b.get(i * 4..i * 4 + 4)
+            .and_then(|c| c.try_into().ok())
+            .unwrap_or([0; 4])
+    }
+
+    /// Element `i` as an i32 (0 when out of range; f32 lists are never read this way).
+    fn i32(&self, i: usize) -> i32 {
+        match self {
+            Nums::I32(v) => v.get(i).copied().unwrap_or(0),
+            Nums::LeI32(b) => i32::from_le_bytes(Nums::le(b, i)),
+            Nums::F32(_) | Nums::LeF32(_) => 0,
+        }
+    }
+
+    /// Element `i` as an f32 (0 when out of range).
+    fn f32(&self, i: usize) -> f32 {
+        match self {
+            Nums::I32(v) => v.get(i).map_or(0.0, |&x| x as f32),
+            Nums::F32(v) => v.get(i).copied().unwrap_or(0.0),
+            Nums::LeI32(b) => i32::from_le_bytes(Nums::le(b, i)) as f32,
+            Nums::LeF32(b) => f32::from_le_bytes(Nums::le(b, i)),
+        }
+    }
+}
+
+/// What `build` reads: `VocabData`'s fields, with the lists borrowed either from it or from the file.
+struct Src<'a> {
+    kind: VocabKind,
+    pre: Option<&'a str>,
+    tokens: Strs<'a>,
+    scores: Option<Nums<'a>>,
+    token_types: Option<Nums<'a>>,
+    merges: Strs<'a>,
+    special: SpecialIds,
+    add_bos: Option<bool>,
+    add_eos: Option<bool>,
+    add_space_prefix: Option<bool>,
+    name: Option<&'a str>,
+    arch: Option<&'a str>,
+}
+
+impl<'a> Src<'a> {
+    fn of(d: &'a VocabData<'_>) -> Src<'a> {
+        Src {
+            kind: d.kind,
+            pre: d.pre,
+            tokens: Strs::List(&d.tokens),
+            scores: d.scores.as_deref().map(Nums::F32),
+            token_types: d.token_types.as_deref().map(Nums::I32),
+            merges: Strs::List(&d.merges),
+            special: d.special,
+            add_bos: d.add_bos,
+            add_eos: d.add_eos,
+            add_space_prefix: d.add_space_prefix,
+            name: d.name,
+            arch: d.arch,
+        }
+    }
+}
+
 const K_MODEL: &str = "tokenizer.ggml.model";
 const K_PRE: &str = "tokenizer.ggml.pre";
 const K_TOKENS: &str = "tokenizer.ggml.tokens";
@@ -203,46 +370,20 @@ impl<'a> Meta<'a> {
         }
     }
 
-    fn strings(&self, key: &'static str) -> Result<Option<Vec<&'a str>>, TokenizerError> {
+    fn strings(&self, key: &'static str) -> Result<Option<Strs<'a>>, TokenizerError> {
         let wrong = TokenizerError::WrongType {
             key,
             expected: "an array of strings",
         };
-        let arr = match self.get(key) {
-            None => return Ok(None),
-            Some(Value::Array(a)) if a.elem_type() == ValueType::Str => a,
-            Some(_) => return Err(wrong),
-        };
-        if let Some(v) = split_strings(arr.raw(), arr.len()) {
-            return Ok(Some(v));
-        }
-        let mut v = Vec::with_capacity(arr.len());
-        for x in arr.iter() {
-            match x {
-                Value::Str(s) => v.push(s),
-                _ => return Err(wrong),
+        match self.get(key) {
+            None => Ok(None),
+            // `Gguf::parse` validated the array, so its bytes always have the shape.
+            Some(Value::Array(a)) if a.elem_type() == ValueType::Str => {
+                Strs::raw(a.raw(), a.len()).map(Some).ok_or(wrong)
             }
+            Some(_) => Err(wrong),
         }
-        Ok(Some(v))
     }
-}
-
-/// The strings of a GGUF string array from its encoded bytes (u64 length + UTF-8 each), which is
-/// several times faster than the reader's per-element values for 150k-entry arrays. `None` if the
-/// bytes do not have that shape (the caller then uses the reader's iterator).
-fn split_strings(mut raw: &[u8], n: usize) -> Option<Vec<&str>> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (len, rest) = raw.split_first_chunk::<8>()?;
-        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
-        if len > rest.len() {
-            return None;
-        }
-        let (s, rest) = rest.split_at(len);
-        v.push(core::str::from_utf8(s).ok()?);
-        raw = rest;
-    }
-    raw.is_empty().then_some(v)
 }
 
 /// Reads the tokenizer keys llama.cpp reads.
@@ -257,27 +398,13 @@ pub(crate) fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, TokenizerError> {
     let tokens = m
         .strings(K_TOKENS)?
         .ok_or(TokenizerError::MissingKey(K_TOKENS))?;
-    let mut d = VocabData::new(kind, tokens);
-    d.pre = m.str(K_PRE)?;
+    let pre = m.str(K_PRE)?;
 
-    // Fixed-size arrays are read from their raw little-endian bytes (much faster than per-element values).
-    let le4 = |a: crate::gguf::Array<'_>| -> Vec<[u8; 4]> {
-        a.raw()
-            .chunks_exact(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect()
-    };
-    d.scores = match m.get(K_SCORES) {
+    // Fixed-size arrays are read in place from their little-endian bytes.
+    let scores = match m.get(K_SCORES) {
         None => None,
-        Some(Value::Array(a)) if a.elem_type() == ValueType::F32 => {
-            Some(le4(a).into_iter().map(f32::from_le_bytes).collect())
-        }
-        Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => Some(
-            le4(a)
-                .into_iter()
-                .map(|b| i32::from_le_bytes(b) as f32)
-                .collect(),
-        ),
+        Some(Value::Array(a)) if a.elem_type() == ValueType::F32 => Some(Nums::LeF32(a.raw())),
+        Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => Some(Nums::LeI32(a.raw())),
         Some(_) => {
             return Err(TokenizerError::WrongType {
                 key: K_SCORES,
@@ -285,11 +412,9 @@ pub(crate) fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, TokenizerError> {
             })
         }
     };
-    d.token_types = match m.get(K_TYPES) {
+    let token_types = match m.get(K_TYPES) {
         None => None,
-        Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => {
-            Some(le4(a).into_iter().map(i32::from_le_bytes).collect())
-        }
+        Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => Some(Nums::LeI32(a.raw())),
         Some(_) => {
             return Err(TokenizerError::WrongType {
                 key: K_TYPES,
@@ -297,19 +422,22 @@ pub(crate) fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, TokenizerError> {
             })
         }
     };
-    if kind == VocabKind::Bpe {
-        d.merges = m
-            .strings(K_MERGES)?
-            .ok_or(TokenizerError::MissingKey(K_MERGES))?;
-    }
+    let merges = if kind == VocabKind::Bpe {
+        m.strings(K_MERGES)?
+            .ok_or(TokenizerError::MissingKey(K_MERGES))?
+    } else {
+        Strs::List(&[])
+    };
 
-    let s = &mut d.special;
-    s.bos = m.u32("tokenizer.ggml.bos_token_id")?;
-    s.eos = m.u32("tokenizer.ggml.eos_token_id")?;
-    s.eot = m.u32("tokenizer.ggml.eot_token_id")?;
-    s.eom = m.u32("tokenizer.ggml.eom_token_id")?;
-    s.unk = m.u32("tokenizer.ggml.unknown_token_id")?;
-    s.pad = m.u32("tokenizer.ggml.padding_token_id")?;
+    let mut s = SpecialIds {
+        bos: m.u32("tokenizer.ggml.bos_token_id")?,
+        eos: m.u32("tokenizer.ggml.eos_token_id")?,
+        eot: m.u32("tokenizer.ggml.eot_token_id")?,
+        eom: m.u32("tokenizer.ggml.eom_token_id")?,
+        unk: m.u32("tokenizer.ggml.unknown_token_id")?,
+        pad: m.u32("tokenizer.ggml.padding_token_id")?,
+        ..SpecialIds::default()
+    };
     // The older key names are read after the new ones and win, as in llama.cpp.
     s.fim_pre = m
         .u32("tokenizer.ggml.prefix_token_id")?
@@ -323,12 +451,21 @@ pub(crate) fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, TokenizerError> {
     s.fim_pad = m.u32("tokenizer.ggml.fim_pad_token_id")?;
     s.fim_rep = m.u32("tokenizer.ggml.fim_rep_token_id")?;
     s.fim_sep = m.u32("tokenizer.ggml.fim_sep_token_id")?;
-    d.add_bos = m.flag(0)?;
-    d.add_eos = m.flag(1)?;
-    d.add_space_prefix = m.flag(2)?;
-    d.name = m.str("general.name")?;
-    d.arch = m.str("general.architecture")?;
-    build(&d)
+    let src = Src {
+        kind,
+        pre,
+        tokens,
+        scores,
+        token_types,
+        merges,
+        special: s,
+        add_bos: m.flag(0)?,
+        add_eos: m.flag(1)?,
+        add_space_prefix: m.flag(2)?,
+        name: m.str("general.name")?,
+        arch: m.str("general.architecture")?,
+    };
+    build_from(&src)
 }
 
 /// Flags llama.cpp derives from a BPE `tokenizer.ggml.pre` name.
@@ -481,6 +618,10 @@ fn attr_of_type(t: i32) -> u16 {
 
 /// Builds the tokenizer with llama.cpp's rules.
 pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
+    build_from(&Src::of(d))
+}
+
+fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     let n = d.tokens.len();
     let total: usize = d.tokens.iter().map(|t| t.len().max(16)).sum();
     if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
@@ -490,8 +631,8 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         return Err(TokenizerError::TooManyMerges(d.merges.len()));
     }
     for (key, len) in [
-        (K_SCORES, d.scores.as_ref().map(Vec::len)),
-        (K_TYPES, d.token_types.as_ref().map(Vec::len)),
+        (K_SCORES, d.scores.as_ref().map(Nums::len)),
+        (K_TYPES, d.token_types.as_ref().map(Nums::len)),
     ] {
         if let Some(len) = len.filter(|&l| l < n) {
             return Err(TokenizerError::TooShort {
@@ -524,9 +665,9 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         add_space_prefix = v;
     }
 
-    let vocab = Vocab::new(d.tokens.iter().copied());
+    let vocab = Vocab::new(d.tokens.iter());
     let mut attrs: Vec<u16> = match &d.token_types {
-        Some(t) => t[..n].iter().map(|&t| attr_of_type(t)).collect(),
+        Some(t) => (0..n).map(|i| attr_of_type(t.i32(i))).collect(),
         None => alloc::vec![ATTR_NORMAL; n],
     };
 
@@ -643,7 +784,8 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
     specials.sort_by_key(|&id| core::cmp::Reverse(vocab.text(id).len()));
 
     let bytes = ByteMap::new();
-    let mut pieces = Vec::with_capacity(total / 2);
+    // Pieces are at most as long as texts except for rare `[UNK_BYTE_..]` markers.
+    let mut pieces = Vec::with_capacity(vocab.text_len());
     let mut piece_ends = Vec::with_capacity(n);
     for id in 0..n as u32 {
         piece(
@@ -655,6 +797,7 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         );
         piece_ends.push(pieces.len() as u32);
     }
+    pieces.shrink_to_fit();
 
     // Per-model attributes llama.cpp sets by name (only the strip flags, used when splitting at specials).
     let name = d.name.unwrap_or("").to_ascii_lowercase();
@@ -690,15 +833,11 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
         Some(p) => Model::Bpe {
             pre: p.pre,
             ignore_merges: p.ignore_merges,
-            merges: alloc::boxed::Box::new(bpe::Merges::new(
-                &vocab,
-                &bytes,
-                d.merges.iter().copied(),
-            )),
+            merges: alloc::boxed::Box::new(bpe::Merges::new(&vocab, &bytes, d.merges.iter())),
         },
         None => Model::Spm {
             scores: match &d.scores {
-                Some(s) => s[..n].to_vec(),
+                Some(s) => (0..n).map(|i| s.f32(i)).collect(),
                 None => alloc::vec![0.0; n],
             },
         },

@@ -96,6 +96,11 @@ impl Vocab {
         self.ends.len()
     }
 
+    /// Total bytes of all texts.
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// The text of token `id` (empty when out of range).
     pub(crate) fn text(&self, id: u32) -> &str {
         let i = id as usize;
