@@ -78,6 +78,7 @@ pub fn main(a: Args) -> Result<()> {
             .unwrap_or_default()
     };
     let template = ChatTemplate::new(src, piece(tok.bos()), piece(tok.eos()))?;
+    file.release_header(&g);
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, a.kv_type, a.batch_size as usize)?;
     let mut mem = crate::load::session_memory(&plan)?;

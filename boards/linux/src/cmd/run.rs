@@ -134,6 +134,7 @@ pub fn main(a: Args) -> Result<()> {
     }
     let tok = Tokenizer::from_gguf(&g)
         .with_context(|| format!("cannot read the tokenizer of {}", a.model.display()))?;
+    file.release_header(&g);
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, a.kv_type, a.batch_size as usize)?;
     let mut mem = crate::load::session_memory(&plan)?;
