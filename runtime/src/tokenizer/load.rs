@@ -624,7 +624,7 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
 fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     let n = d.tokens.len();
     let total: usize = d.tokens.iter().map(|t| t.len().max(16)).sum();
-    if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
+    if n == 0 || n > vocab::MAX_TOKENS || total >= super::PIECE_IS_TEXT as usize {
         return Err(TokenizerError::BadVocabSize(n));
     }
     if d.merges.len() > bpe::MAX_MERGES {
@@ -788,6 +788,7 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     let mut pieces = Vec::with_capacity(vocab.text_len());
     let mut piece_ends = Vec::with_capacity(n);
     for id in 0..n as u32 {
+        let start = pieces.len();
         piece(
             d.kind,
             vocab.text(id),
@@ -795,7 +796,13 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
             &bytes,
             &mut pieces,
         );
-        piece_ends.push(pieces.len() as u32);
+        if pieces[start..] == *vocab.text(id).as_bytes() {
+            // Control tokens, and BPE tokens of printable ASCII: a third of SmolLM2's.
+            pieces.truncate(start);
+            piece_ends.push(start as u32 | super::PIECE_IS_TEXT);
+        } else {
+            piece_ends.push(pieces.len() as u32);
+        }
     }
     pieces.shrink_to_fit();
 

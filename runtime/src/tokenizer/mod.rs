@@ -90,6 +90,9 @@ const ATTR_BYTE: u16 = 32;
 const ATTR_LSTRIP: u16 = 128;
 const ATTR_RSTRIP: u16 = 256;
 
+/// Flag of `Tokenizer::piece_ends`.
+const PIECE_IS_TEXT: u32 = 1 << 31;
+
 enum Model {
     Bpe {
         pre: PreTokenizer,
@@ -106,8 +109,11 @@ pub struct Tokenizer {
     model: Model,
     vocab: Vocab,
     attrs: Vec<u16>,
-    /// Each token's bytes as llama.cpp's `token_to_piece(special = true)` gives them.
+    /// Each token's bytes as llama.cpp's `token_to_piece(special = true)` gives them, for the
+    /// tokens where they differ from the text.
     pieces: Vec<u8>,
+    /// Where each token's piece ends in `pieces` (it starts where the previous one ends), or
+    /// that end with `PIECE_IS_TEXT` set when the piece is the token's text (nothing stored).
     piece_ends: Vec<u32>,
     /// Ids matched in raw text before tokenizing (control, user-defined, unknown), longest first.
     specials: Vec<u32>,
@@ -273,14 +279,15 @@ impl Tokenizer {
         if !special && attr & (ATTR_UNKNOWN | ATTR_CONTROL) != 0 {
             return &[];
         }
-        let start = if i == 0 {
-            0
-        } else {
-            self.piece_ends[i - 1] as usize
+        let end = self.piece_ends[i];
+        if end & PIECE_IS_TEXT != 0 {
+            return self.vocab.text(id).as_bytes();
+        }
+        let start = match i {
+            0 => 0,
+            _ => self.piece_ends[i - 1] & !PIECE_IS_TEXT,
         };
-        self.pieces
-            .get(start..self.piece_ends[i] as usize)
-            .unwrap_or(&[])
+        self.pieces.get(start as usize..end as usize).unwrap_or(&[])
     }
 
     /// The token's text as stored in the vocabulary (byte-mapped for BPE, `▁` for SPM spaces).
