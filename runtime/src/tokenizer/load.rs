@@ -1,6 +1,7 @@
 //! Building a `Tokenizer`: reading GGUF metadata, then llama.cpp's `llama_vocab::impl::load`
 //! rules for defaults, token attributes, special tokens and end-of-generation ids.
 
+use super::offsets::Offsets;
 use super::pretok::PreTokenizer;
 use super::unicode::ByteMap;
 use super::vocab::{self, Vocab};
@@ -604,7 +605,7 @@ fn resolve(default: Option<u32>, file: Option<u32>, n: usize) -> Option<u32> {
     file.filter(ok).or(default.filter(ok))
 }
 
-fn attr_of_type(t: i32) -> u16 {
+fn attr_of_type(t: i32) -> u8 {
     match t {
         1 => ATTR_NORMAL,
         2 => ATTR_UNKNOWN,
@@ -624,7 +625,7 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
 fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     let n = d.tokens.len();
     let total: usize = d.tokens.iter().map(|t| t.len().max(16)).sum();
-    if n == 0 || n > vocab::MAX_TOKENS || total >= super::PIECE_IS_TEXT as usize {
+    if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
         return Err(TokenizerError::BadVocabSize(n));
     }
     if d.merges.len() > bpe::MAX_MERGES {
@@ -666,7 +667,7 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     }
 
     let vocab = Vocab::new(d.tokens.iter());
-    let mut attrs: Vec<u16> = match &d.token_types {
+    let mut attrs: Vec<u8> = match &d.token_types {
         Some(t) => (0..n).map(|i| attr_of_type(t.i32(i))).collect(),
         None => alloc::vec![ATTR_NORMAL; n],
     };
@@ -787,6 +788,7 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     // Pieces are at most as long as texts except for rare `[UNK_BYTE_..]` markers.
     let mut pieces = Vec::with_capacity(vocab.text_len());
     let mut piece_ends = Vec::with_capacity(n);
+    let mut piece_is_text = alloc::vec![0u64; n.div_ceil(64)];
     for id in 0..n as u32 {
         let start = pieces.len();
         piece(
@@ -799,16 +801,16 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
         if pieces[start..] == *vocab.text(id).as_bytes() {
             // Control tokens, and BPE tokens of printable ASCII: a third of SmolLM2's.
             pieces.truncate(start);
-            piece_ends.push(start as u32 | super::PIECE_IS_TEXT);
-        } else {
-            piece_ends.push(pieces.len() as u32);
+            piece_is_text[id as usize / 64] |= 1 << (id % 64);
         }
+        piece_ends.push(pieces.len() as u32);
     }
+    let piece_ends = Offsets::new(piece_ends);
     pieces.shrink_to_fit();
 
     // Per-model attributes llama.cpp sets by name (only the strip flags, used when splitting at specials).
     let name = d.name.unwrap_or("").to_ascii_lowercase();
-    let set = |attrs: &mut [u16], text: &str, flag: u16, on: bool| {
+    let set = |attrs: &mut [u8], text: &str, flag: u8, on: bool| {
         if let Some(id) = vocab.id(text) {
             let a = &mut attrs[id as usize];
             *a = if on { *a | flag } else { *a & !flag };
@@ -856,6 +858,7 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
         attrs,
         pieces,
         piece_ends,
+        piece_is_text,
         specials,
         eog,
         bos,
@@ -871,7 +874,7 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
 }
 
 /// llama.cpp's `token_to_piece(special = true)` for one token, appended to `out`.
-fn piece(kind: VocabKind, text: &str, attr: u16, bytes: &ByteMap, out: &mut Vec<u8>) {
+fn piece(kind: VocabKind, text: &str, attr: u8, bytes: &ByteMap, out: &mut Vec<u8>) {
     if attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED) != 0 {
         out.extend_from_slice(text.as_bytes());
     } else if attr & ATTR_NORMAL != 0 {

@@ -8,6 +8,7 @@
 
 mod bpe;
 mod load;
+mod offsets;
 mod pretok;
 mod spm;
 mod stream;
@@ -21,6 +22,7 @@ pub use stream::StreamDecoder;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use offsets::Offsets;
 use unicode::ByteMap;
 use vocab::Vocab;
 
@@ -80,18 +82,16 @@ impl fmt::Display for TokenizerError {
 
 impl core::error::Error for TokenizerError {}
 
-// Token attributes, llama.cpp's `llama_token_attr` bits.
-const ATTR_UNKNOWN: u16 = 1;
-const ATTR_UNUSED: u16 = 2;
-const ATTR_NORMAL: u16 = 4;
-const ATTR_CONTROL: u16 = 8;
-const ATTR_USER_DEFINED: u16 = 16;
-const ATTR_BYTE: u16 = 32;
-const ATTR_LSTRIP: u16 = 128;
-const ATTR_RSTRIP: u16 = 256;
-
-/// Flag of `Tokenizer::piece_ends`.
-const PIECE_IS_TEXT: u32 = 1 << 31;
+// Token attributes, llama.cpp's `llama_token_attr` bits, except that RSTRIP takes the place of
+// NORMALIZED (unused here) so that they fit in a byte.
+const ATTR_UNKNOWN: u8 = 1;
+const ATTR_UNUSED: u8 = 2;
+const ATTR_NORMAL: u8 = 4;
+const ATTR_CONTROL: u8 = 8;
+const ATTR_USER_DEFINED: u8 = 16;
+const ATTR_BYTE: u8 = 32;
+const ATTR_LSTRIP: u8 = 128;
+const ATTR_RSTRIP: u8 = 64;
 
 enum Model {
     Bpe {
@@ -108,13 +108,14 @@ enum Model {
 pub struct Tokenizer {
     model: Model,
     vocab: Vocab,
-    attrs: Vec<u16>,
+    attrs: Vec<u8>,
     /// Each token's bytes as llama.cpp's `token_to_piece(special = true)` gives them, for the
     /// tokens where they differ from the text.
     pieces: Vec<u8>,
-    /// Where each token's piece ends in `pieces` (it starts where the previous one ends), or
-    /// that end with `PIECE_IS_TEXT` set when the piece is the token's text (nothing stored).
-    piece_ends: Vec<u32>,
+    /// Where each token's piece ends in `pieces` (it starts where the previous one ends).
+    piece_ends: Offsets,
+    /// Bit `i`: token `i`'s piece is its text (and nothing is stored in `pieces`).
+    piece_is_text: Vec<u64>,
     /// Ids matched in raw text before tokenizing (control, user-defined, unknown), longest first.
     specials: Vec<u32>,
     /// End-of-generation ids, sorted.
@@ -279,13 +280,19 @@ impl Tokenizer {
         if !special && attr & (ATTR_UNKNOWN | ATTR_CONTROL) != 0 {
             return &[];
         }
-        let end = self.piece_ends[i];
-        if end & PIECE_IS_TEXT != 0 {
+        if self
+            .piece_is_text
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 != 0)
+        {
             return self.vocab.text(id).as_bytes();
         }
+        let Some(end) = self.piece_ends.get(i) else {
+            return &[];
+        };
         let start = match i {
             0 => 0,
-            _ => self.piece_ends[i - 1] & !PIECE_IS_TEXT,
+            _ => self.piece_ends.get(i - 1).unwrap_or(end),
         };
         self.pieces.get(start as usize..end as usize).unwrap_or(&[])
     }

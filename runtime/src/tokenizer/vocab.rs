@@ -1,5 +1,6 @@
 //! The token table: every token text in one buffer, looked up by a compact hash index.
 
+use super::offsets::Offsets;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -18,7 +19,7 @@ const EMPTY: u32 = u32::MAX;
 pub(crate) struct Vocab {
     text: String,
     /// `ends[i]` is where token `i` ends in `text`; it starts where token `i - 1` ends.
-    ends: Vec<u32>,
+    ends: Offsets,
     /// Open addressing with linear probing, at most 3/4 full: each slot is `EMPTY` or
     /// `tag << ID_BITS | id`, the tag being the top bits of the text's hash. 4 bytes a slot
     /// instead of a swiss table's 13 (id, text range, control byte); the tag skips almost every
@@ -41,7 +42,7 @@ impl Vocab {
         let cap = (n + n / 3).max(1).next_power_of_two();
         let mut v = Vocab {
             text: String::with_capacity(total),
-            ends: Vec::with_capacity(n),
+            ends: Offsets::Wide(Vec::with_capacity(n)),
             index: vec![EMPTY; cap],
             hasher: DefaultHashBuilder::default(),
             duplicates: false,
@@ -53,10 +54,15 @@ impl Vocab {
             } else {
                 v.text.push_str(t);
             }
-            v.ends.push(v.text.len() as u32);
+            if let Offsets::Wide(e) = &mut v.ends {
+                e.push(v.text.len() as u32);
+            }
             v.insert(id as u32);
         }
         v.text.shrink_to_fit();
+        if let Offsets::Wide(e) = core::mem::replace(&mut v.ends, Offsets::Wide(Vec::new())) {
+            v.ends = Offsets::new(e);
+        }
         v
     }
 
@@ -104,10 +110,13 @@ impl Vocab {
     /// The text of token `id` (empty when out of range).
     pub(crate) fn text(&self, id: u32) -> &str {
         let i = id as usize;
-        let Some(&end) = self.ends.get(i) else {
+        let Some(end) = self.ends.get(i) else {
             return "";
         };
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).unwrap_or(end),
+        };
         self.text.get(start as usize..end as usize).unwrap_or("")
     }
 
