@@ -136,6 +136,21 @@ impl<'a> Strs<'a> {
         }
     }
 
+    /// The strings' lengths in bytes (without checking them as UTF-8 again).
+    fn lens(&self) -> impl Iterator<Item = usize> + 'a {
+        let (list, mut raw) = match *self {
+            Strs::List(l) => (l, &[][..]),
+            Strs::Raw { raw, .. } => (&[][..], raw),
+        };
+        let raw_lens = core::iter::from_fn(move || {
+            let (len, rest) = raw.split_first_chunk::<8>()?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+            raw = rest.get(len..)?;
+            Some(len)
+        });
+        list.iter().map(|s| s.len()).chain(raw_lens)
+    }
+
     fn iter(&self) -> StrsIter<'a> {
         match *self {
             Strs::List(l) => StrsIter::List(l.iter()),
@@ -624,7 +639,7 @@ pub(crate) fn build(d: &VocabData<'_>) -> Result<Tokenizer, TokenizerError> {
 
 fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
     let n = d.tokens.len();
-    let total: usize = d.tokens.iter().map(|t| t.len().max(16)).sum();
+    let total: usize = d.tokens.lens().map(|l| l.max(16)).sum();
     if n == 0 || n > vocab::MAX_TOKENS || total >= u32::MAX as usize {
         return Err(TokenizerError::BadVocabSize(n));
     }
@@ -666,7 +681,9 @@ fn build_from(d: &Src<'_>) -> Result<Tokenizer, TokenizerError> {
         add_space_prefix = v;
     }
 
-    let vocab = Vocab::new(d.tokens.iter());
+    // Empty texts become "[EMPTY_<id>]".
+    let text_len = d.tokens.lens().map(|l| if l == 0 { 16 } else { l }).sum();
+    let vocab = Vocab::new(d.tokens.iter(), text_len);
     let mut attrs: Vec<u8> = match &d.token_types {
         Some(t) => (0..n).map(|i| attr_of_type(t.i32(i))).collect(),
         None => alloc::vec![ATTR_NORMAL; n],

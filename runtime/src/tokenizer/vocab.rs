@@ -33,12 +33,9 @@ pub(crate) struct Vocab {
 impl Vocab {
     /// Builds the table; when a text appears twice the later id wins (llama.cpp's `token_to_id[word] = i`).
     /// At most `MAX_TOKENS` tokens (the caller checks).
-    pub(crate) fn new<'s>(tokens: impl ExactSizeIterator<Item = &'s str> + Clone) -> Vocab {
+    /// `total` is the texts' length (reserved up front).
+    pub(crate) fn new<'s>(tokens: impl ExactSizeIterator<Item = &'s str>, total: usize) -> Vocab {
         let n = tokens.len();
-        let total: usize = tokens
-            .clone()
-            .map(|t| if t.is_empty() { 16 } else { t.len() })
-            .sum();
         let cap = (n + n / 3).max(1).next_power_of_two();
         let mut v = Vocab {
             text: String::with_capacity(total),
@@ -108,6 +105,7 @@ impl Vocab {
     }
 
     /// The text of token `id` (empty when out of range).
+    #[inline]
     pub(crate) fn text(&self, id: u32) -> &str {
         let i = id as usize;
         let Some(end) = self.ends.get(i) else {
