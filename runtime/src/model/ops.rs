@@ -343,8 +343,19 @@ pub fn softcap(x: &mut [f32], c: f32) {
 /// SiLU(gate) · up, in place into `gate`, with ggml's vectorized exp (see [`expf_ggml`]) on
 /// 16-element groups and libm's on the tail, as llama.cpp computes it on x86.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    swiglu_with(None, gate, up);
+}
+
+/// [`swiglu`] with the SIMD code of kernel level `isa` (`None`: the current one) on the
+/// 16-element groups; portable where the level has none.
+fn swiglu_with(isa: Option<quant::Isa>, gate: &mut [f32], up: &[f32]) {
     let n16 = gate.len() - gate.len() % 16;
-    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+    let start = if quant::swiglu16(isa, gate, up) {
+        n16
+    } else {
+        0
+    };
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate().skip(start) {
         let e = if i < n16 {
             expf_ggml(-*g)
         } else {
@@ -410,6 +421,23 @@ pub fn attention(
     c: &Config,
     scale: f32,
 ) {
+    attention_with(None, out, q, k_cache, v_cache, n_pos, first, c, scale);
+}
+
+/// [`attention`] with the SIMD code of kernel level `isa` (`None`: the current one); the
+/// portable loop where the level has none (always for [`quant::Isa::Scalar`]).
+#[allow(clippy::too_many_arguments)]
+fn attention_with(
+    isa: Option<quant::Isa>,
+    out: &mut [f32],
+    q: &mut [f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    n_pos: usize,
+    first: usize,
+    c: &Config,
+    scale: f32,
+) {
     let hd = c.head_dim;
     let kv_dim = c.kv_dim();
     let group = c.n_head / c.n_head_kv;
@@ -419,42 +447,58 @@ pub fn attention(
         for chunk in qh.chunks_mut(CHUNK) {
             round_f16(chunk);
         }
-        // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
+        let head = quant::F16Head {
+            q: qh,
+            k: k_cache,
+            v: v_cache,
+            n_pos,
+            first,
+            kv_dim,
+            offset: kvh * hd,
+            scale,
+            exp: math::expf,
+        };
         let acc = &mut out[h * hd..(h + 1) * hd];
-        acc.fill(0.0);
-        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
-        for t in 0..n_pos {
-            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
-            let s = dot_f16(qh, &k_cache[row..row + hd]) * scale;
-            let (mut ms, mut vs) = (1f32, 1f32);
-            if s > m {
-                let old = m;
-                m = s;
-                ms = math::expf(old - m);
-                for chunk in acc.chunks_mut(CHUNK) {
-                    chunk.iter_mut().for_each(|a| *a *= ms);
-                    round_f16(chunk);
-                }
-            } else {
-                vs = math::expf(s - m);
-            }
-            for (chunk, v) in acc
-                .chunks_mut(CHUNK)
-                .zip(v_cache[row..row + hd].chunks(CHUNK))
-            {
-                let mut vf = [0f32; CHUNK];
-                v.convert_to_f32_slice(&mut vf[..v.len()]);
-                for (a, &v) in chunk.iter_mut().zip(&vf) {
-                    *a = fma32(v, vs, *a);
-                }
+        if !quant::attention_f16_head(isa, &head, acc) {
+            attention_head(&head, acc);
+        }
+    }
+}
+
+/// One head of [`attention`], portable: the loop [`quant::F16Head`] describes.
+fn attention_head(h: &quant::F16Head<'_>, acc: &mut [f32]) {
+    let hd = acc.len();
+    // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
+    acc.fill(0.0);
+    let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+    for t in 0..h.n_pos {
+        let row = ((h.first + t) % h.n_pos) * h.kv_dim + h.offset;
+        let s = dot_f16(h.q, &h.k[row..row + hd]) * h.scale;
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if s > m {
+            let old = m;
+            m = s;
+            ms = (h.exp)(old - m);
+            for chunk in acc.chunks_mut(CHUNK) {
+                chunk.iter_mut().for_each(|a| *a *= ms);
                 round_f16(chunk);
             }
-            sum = fma32(sum, ms, vs);
+        } else {
+            vs = (h.exp)(s - m);
         }
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for a in acc.iter_mut() {
-            *a *= inv;
+        for (chunk, v) in acc.chunks_mut(CHUNK).zip(h.v[row..row + hd].chunks(CHUNK)) {
+            let mut vf = [0f32; CHUNK];
+            v.convert_to_f32_slice(&mut vf[..v.len()]);
+            for (a, &v) in chunk.iter_mut().zip(&vf) {
+                *a = fma32(v, vs, *a);
+            }
+            round_f16(chunk);
         }
+        sum = fma32(sum, ms, vs);
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for a in acc.iter_mut() {
+        *a *= inv;
     }
 }
 
@@ -980,6 +1024,143 @@ mod tests {
             let (kr, vr) = (&kr[..n / QK], &vr[..n / QK]);
             attention_q8_0(&mut ring, &q, kr, vr, n_pos, first, &c, scale);
             assert_eq!(ring, out);
+        }
+    }
+
+    /// Deterministic pseudo-random f32 in [-1, 1) (xorshift).
+    fn noise(state: &mut u64) -> f32 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    #[test]
+    fn simd_f16_attention_is_bit_identical_to_the_portable_loop() {
+        // Heads of 64 (one 64-element step), 20 (all tail), 72 (a step and a tail of 8) and 100
+        // (a step and a tail not a multiple of 8); grouped and not; rings read from row 0 and 5.
+        for (n_head, n_head_kv, hd) in [
+            (4usize, 2usize, 64usize),
+            (3, 3, 20),
+            (2, 1, 72),
+            (2, 2, 100),
+        ] {
+            let c = attention_config(n_head, n_head_kv, hd);
+            let kv_dim = c.kv_dim();
+            let n_pos = 37;
+            let mut st = 0x9e37_79b9_7f4a_7c15u64 ^ hd as u64;
+            // Scores spread wide, and a rising trend so the running maximum moves often.
+            let k: std::vec::Vec<f16> = (0..n_pos * kv_dim)
+                .map(|i| f16::from_f32(noise(&mut st) * 3.0 + (i / kv_dim) as f32 * 0.05))
+                .collect();
+            let v: std::vec::Vec<f16> = (0..n_pos * kv_dim)
+                .map(|_| f16::from_f32(noise(&mut st) * 40.0))
+                .collect();
+            let q: std::vec::Vec<f32> = (0..n_head * hd).map(|_| noise(&mut st) * 2.0).collect();
+            let scale = 1.0 / libm::sqrtf(hd as f32);
+            for first in [0, 5] {
+                let mut want = std::vec![0f32; n_head * hd];
+                let mut q0 = q.clone();
+                attention_with(
+                    Some(quant::Isa::Scalar),
+                    &mut want,
+                    &mut q0,
+                    &k,
+                    &v,
+                    n_pos,
+                    first,
+                    &c,
+                    scale,
+                );
+                for isa in quant::Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                    let mut got = std::vec![0f32; n_head * hd];
+                    let mut q1 = q.clone();
+                    attention_with(
+                        Some(isa),
+                        &mut got,
+                        &mut q1,
+                        &k,
+                        &v,
+                        n_pos,
+                        first,
+                        &c,
+                        scale,
+                    );
+                    let bits =
+                        |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<std::vec::Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{isa} hd={hd} first={first}");
+                    assert_eq!(bits(&q1), bits(&q0));
+                }
+            }
+        }
+    }
+
+    /// SwiGLU at every level against the portable code on `gate` (with `up` = 1 and = noise).
+    fn check_swiglu(gate: &[f32]) {
+        let mut st = 0x2545_f491_4f6c_dd1du64;
+        let ups: [std::vec::Vec<f32>; 2] = [
+            std::vec![1.0; gate.len()],
+            gate.iter().map(|_| noise(&mut st) * 3.0).collect(),
+        ];
+        for up in &ups {
+            let mut want = gate.to_vec();
+            swiglu_with(Some(quant::Isa::Scalar), &mut want, up);
+            for isa in quant::Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                let mut got = gate.to_vec();
+                swiglu_with(Some(isa), &mut got, up);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{isa}: swiglu({}) = {g} vs {w}",
+                        gate[i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_swiglu_is_bit_identical_to_the_portable_loop() {
+        // Every float of a wide logarithmic sweep of both signs (the exp's range limits at ±88
+        // and ±104, the |n| > 192 cutoff, subnormals), specials, and a tail after the groups.
+        let mut gate = std::vec::Vec::new();
+        for e in -150..=130i32 {
+            for m in 0..64u32 {
+                let x = f32::from_bits((((e + 127).clamp(0, 254) as u32) << 23) | (m << 17));
+                gate.push(x);
+                gate.push(-x);
+            }
+        }
+        gate.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            88.72,
+            -88.72,
+            103.97,
+            -103.97,
+            133.0,
+            -133.0,
+            1e-45,
+        ]);
+        gate.extend([0.5f32; 7]);
+        check_swiglu(&gate);
+    }
+
+    /// Every f32 bit pattern through SwiGLU at every level (~13 minutes on a busy 2-core host; run
+    /// with `--ignored`).
+    #[test]
+    #[ignore]
+    fn simd_swiglu_is_bit_identical_on_every_float() {
+        let mut gate = std::vec![0f32; 1 << 20];
+        for hi in 0..(1u32 << 12) {
+            for (lo, g) in gate.iter_mut().enumerate() {
+                *g = f32::from_bits(hi << 20 | lo as u32);
+            }
+            check_swiglu(&gate);
         }
     }
 

@@ -14,6 +14,7 @@ mod kernels;
 pub mod layout;
 mod quantize;
 
+pub(crate) use kernels::F16Head;
 pub use kernels::Isa;
 
 use blocks::*;
@@ -469,6 +470,23 @@ pub fn matmul_rows(
     let start = first_row.saturating_mul(row).min(w.len());
     let end = start.saturating_add(row.saturating_mul(rows)).min(w.len());
     kernels::matmul(isa(), ty, n, &w[start..end], act, cols, out);
+}
+
+/// One head of attention over an f16 cache with the SIMD code of the current level (`isa`, for
+/// tests, picks another); `false`, nothing done, where the level has none. Bit-identical to the
+/// portable loop in `model::ops::attention`.
+pub(crate) fn attention_f16_head(
+    isa: Option<Isa>,
+    h: &kernels::F16Head<'_>,
+    acc: &mut [f32],
+) -> bool {
+    kernels::attention_f16_head(isa.unwrap_or_else(self::isa), h, acc)
+}
+
+/// SiLU(gate) · up over the whole 16-element groups with the SIMD code of the current level
+/// (`isa`, for tests, picks another); `false`, nothing done, where the level has none.
+pub(crate) fn swiglu16(isa: Option<Isa>, gate: &mut [f32], up: &[f32]) -> bool {
+    kernels::swiglu16(isa.unwrap_or_else(self::isa), gate, up)
 }
 
 /// The kernel level in use: the best this CPU has, detected once.
