@@ -200,6 +200,13 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &Vector<'_>, eps: f32) {
     let ss: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (ss / x.len() as f64) as f32;
     let scale = 1.0 / libm::sqrtf(mean + eps);
+    if w.ty == GgmlType::F32 {
+        // The usual case, without `Vector::get`'s per-element type test.
+        for ((o, &v), b) in out.iter_mut().zip(x).zip(w.data.chunks_exact(4)) {
+            *o = v * scale * f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        return;
+    }
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
         *o = v * scale * w.get(i);
     }
@@ -278,31 +285,54 @@ pub fn rope_base(
 ) {
     let hd = c.head_dim;
     let n_rot = c.rope_dim;
+    let (a_b, half) = match c.rope_kind {
+        RopeKind::Normal => ((2, 2), 1),
+        RopeKind::Neox => ((1, 1), n_rot / 2),
+        // Learned positions (GPT-2): nothing to rotate; its forward never calls this.
+        RopeKind::None => return,
+    };
+    // The angle of pair i is the same in every head: its sine and cosine are taken once.
+    let mut table = [(0f32, 0f32); ROPE_TABLE];
+    let table = &mut table[..(n_rot / 2).min(ROPE_TABLE)];
     // ggml builds theta by repeated multiplication; doing the same keeps rounding identical.
     let theta_scale = math::powf(base, -2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for (i, sc) in table.iter_mut().enumerate() {
+        let t = match freqs {
+            Some(f) => theta / f.get(i),
+            None => theta,
+        };
+        *sc = (math::sinf(t), math::cosf(t));
+        theta *= theta_scale;
+    }
+    // Pairs beyond the table (heads wider than 2 × ROPE_TABLE) continue from there per head.
+    let tail_theta = theta;
     for h in 0..n_heads {
         let head = &mut x[h * hd..(h + 1) * hd];
-        let mut theta = pos as f32;
+        theta = tail_theta;
         for i in 0..n_rot / 2 {
-            let t = match freqs {
-                Some(f) => theta / f.get(i),
-                None => theta,
+            let (s, co) = match table.get(i) {
+                Some(&sc) => sc,
+                None => {
+                    let t = match freqs {
+                        Some(f) => theta / f.get(i),
+                        None => theta,
+                    };
+                    theta *= theta_scale;
+                    (math::sinf(t), math::cosf(t))
+                }
             };
-            let (s, co) = (math::sinf(t), math::cosf(t));
-            let (a, b) = match c.rope_kind {
-                RopeKind::Normal => (2 * i, 2 * i + 1),
-                RopeKind::Neox => (i, i + n_rot / 2),
-                // Learned positions (GPT-2): nothing to rotate; its forward never calls this.
-                RopeKind::None => return,
-            };
+            let (a, b) = (a_b.0 * i, a_b.1 * i + half);
             let (x0, x1) = (head[a], head[b]);
             // ggml's compiled rotation fuses the first product of each line.
             head[a] = fma32(x0, co, -(x1 * s));
             head[b] = fma32(x0, s, x1 * co);
-            theta *= theta_scale;
         }
     }
 }
+
+/// Rotation angles [`rope_base`] takes once per call (heads of up to 2 × this many elements).
+const ROPE_TABLE: usize = 256;
 
 /// GELU(gate) · up, in place into `gate`, as ggml_vec_geglu_f32 computes it: the gate rounded to
 /// f16 and looked up in a table of f16 GELU values (computed here on the fly), passed through
@@ -1090,6 +1120,58 @@ mod tests {
                         |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<std::vec::Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{isa} hd={hd} first={first}");
                     assert_eq!(bits(&q1), bits(&q0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rope_with_shared_angles_is_the_per_head_rotation() {
+        // The rotation as it was written before the angle table: sin/cos per head and pair.
+        fn per_head(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, f: Option<&Vector<'_>>) {
+            let (hd, n_rot) = (c.head_dim, c.rope_dim);
+            let theta_scale = math::powf(c.rope_base, -2.0 / n_rot as f32);
+            for h in 0..n_heads {
+                let head = &mut x[h * hd..(h + 1) * hd];
+                let mut theta = pos as f32;
+                for i in 0..n_rot / 2 {
+                    let t = f.map_or(theta, |f| theta / f.get(i));
+                    let (s, co) = (math::sinf(t), math::cosf(t));
+                    let (a, b) = match c.rope_kind {
+                        RopeKind::Neox => (i, i + n_rot / 2),
+                        _ => (2 * i, 2 * i + 1),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = fma32(x0, co, -(x1 * s));
+                    head[b] = fma32(x0, s, x1 * co);
+                    theta *= theta_scale;
+                }
+            }
+        }
+        let mut st = 0x1234_5678_9abc_def1u64;
+        // Heads of 64 fully rotated, 96 with 64 rotated, and 640 (pairs beyond the table).
+        for (hd, n_rot) in [(64usize, 64usize), (96, 64), (640, 640)] {
+            let freq_bytes: std::vec::Vec<u8> = (0..n_rot / 2)
+                .flat_map(|i| (1.0 + i as f32 * 0.25).to_le_bytes())
+                .collect();
+            let freqs = Vector {
+                ty: GgmlType::F32,
+                data: &freq_bytes,
+            };
+            for kind in [RopeKind::Normal, RopeKind::Neox] {
+                let mut c = attention_config(3, 3, hd);
+                c.rope_dim = n_rot;
+                c.rope_kind = kind;
+                let x: std::vec::Vec<f32> = (0..3 * hd).map(|_| noise(&mut st) * 5.0).collect();
+                for pos in [0usize, 1, 17, 4095] {
+                    for f in [None, Some(&freqs)] {
+                        let (mut want, mut got) = (x.clone(), x.clone());
+                        per_head(&mut want, 3, &c, pos, f);
+                        rope(&mut got, 3, &c, pos, f);
+                        let bits =
+                            |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<std::vec::Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "hd {hd} rot {n_rot} pos {pos}");
+                    }
                 }
             }
         }
