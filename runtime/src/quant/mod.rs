@@ -343,8 +343,21 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
 /// the reference quantizer above multiplies by `1 / d` and rounds half away from zero. The two
 /// differ in a few quants per row, and small models turn that into different tokens.
 pub fn quantize_act_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    quantize_act_row_with(isa(), ty, src, dst)
+}
+
+/// [`quantize_act_row`] with the kernels of `isa` (the portable code where this CPU or level has
+/// none); for tests that compare levels. The bytes are the same at every level.
+#[doc(hidden)]
+pub fn quantize_act_row_with(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
     check_row(ty, src.len(), dst.len())?;
     match ty {
+        GgmlType::Q8_0 | GgmlType::Q8_1 if kernels::quantize_act(isa, ty, src, dst) => {}
         GgmlType::Q8_0 => quantize::quantize_q8_0_act(src, as_blocks_mut(dst)),
         GgmlType::Q8_1 => quantize::quantize_q8_1_act(src, as_blocks_mut(dst)),
         _ => return quantize_row(ty, src, dst),

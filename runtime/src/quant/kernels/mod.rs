@@ -220,6 +220,20 @@ pub(crate) fn attention_f16_head(isa: Isa, h: &F16Head<'_>, acc: &mut [f32]) -> 
     }
 }
 
+/// ggml's run-time activation quantizer (Q8_0 or Q8_1) with the SIMD code of `isa`, the same
+/// bytes as the portable one; `false` (nothing done) where there is none.
+pub(crate) fn quantize_act(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_float::quantize_act(isa, ty, x, y)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, ty, x, y);
+        false
+    }
+}
+
 /// SiLU(gate) · up in place over the whole 16-element groups of `gate` with the SIMD code of
 /// `isa`, bit-identical to `model::ops::swiglu`'s; `false` (nothing done) where there is none.
 pub(crate) fn swiglu16(isa: Isa, gate: &mut [f32], up: &[f32]) -> bool {

@@ -1,5 +1,6 @@
-//! x86-64 (AVX2, FMA, F16C) versions of the model's float loops that run once per token and layer
-//! outside the weight products: one head of f16 flash attention and SwiGLU's vectorized exp.
+//! x86-64 (AVX2, FMA, F16C) versions of the float loops that run once per token and layer outside
+//! the weight products: one head of f16 flash attention, SwiGLU's vectorized exp, and ggml's
+//! run-time activation quantizer (Q8_0 / Q8_1).
 //!
 //! Each one computes exactly what its portable version in `model::ops` computes, operation for
 //! operation: the same f32 additions in the same pairs, f16 roundings by the same hardware
@@ -8,7 +9,97 @@
 //! bit-identical to the portable code at every level; `model::ops`'s tests check it.
 
 use super::{F16Head, Isa};
+use crate::quant::blocks::{f32_to_f16, BlockQ8_0, BlockQ8_1, QK};
+use crate::quant::{quantize, GgmlType};
 use core::arch::x86_64::*;
+
+/// Quantizes activations to `ty` (Q8_0 or Q8_1) as `quantize::quantize_q8_0_act` /
+/// `quantize_q8_1_act` do, with the same bytes; `false` leaves it to the caller.
+pub(super) fn quantize_act(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
+    if !matches!(
+        isa,
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni
+    ) || !matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1)
+        || !super::x86::has(Isa::Avx2)
+    {
+        return false;
+    }
+    // SAFETY: `has(Avx2)` checked that the CPU has AVX2, FMA and F16C, all that it enables.
+    unsafe { quantize_act_avx2(ty, x, y) }
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_act_avx2(ty: GgmlType, x: &[f32], y: &mut [u8]) {
+    if ty == GgmlType::Q8_0 {
+        let y: &mut [BlockQ8_0] = bytemuck::cast_slice_mut(y);
+        for (x, y) in x.chunks_exact(QK).zip(y) {
+            match q8_block_act(x, &mut y.qs) {
+                Some((d, _)) => y.d = f32_to_f16(d),
+                None => quantize::quantize_q8_0_act(x, core::slice::from_mut(y)),
+            }
+        }
+    } else {
+        let y: &mut [BlockQ8_1] = bytemuck::cast_slice_mut(y);
+        for (x, y) in x.chunks_exact(QK).zip(y) {
+            match q8_block_act(x, &mut y.qs) {
+                Some((d, sum)) => {
+                    y.d = f32_to_f16(d);
+                    y.s = f32_to_f16(d * sum as f32);
+                }
+                None => quantize::quantize_q8_1_act(x, core::slice::from_mut(y)),
+            }
+        }
+    }
+}
+
+/// One block of `quantize::quantize_q8_block_act`: amax, d = amax / 127, quants rounded to
+/// nearest even from `x · (127 / amax)` (the conversion's rounding, as the portable code's
+/// 1.5 · 2²³ trick), and their sum. `None`, nothing written, when the block holds NaN or
+/// infinity or whose scale overflows (whose handling the portable code keeps).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn q8_block_act(x: &[f32], qs: &mut [i8; QK]) -> Option<(f32, i32)> {
+    let v: [__m256; 4] = core::array::from_fn(|i| load8(&x[8 * i..]));
+    let sign = _mm256_set1_ps(-0.0);
+    let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    // Not less than infinity: infinite or NaN.
+    let bad = abs.iter().fold(_mm256_setzero_ps(), |b, &a| {
+        _mm256_or_ps(b, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf))
+    });
+    if _mm256_movemask_ps(bad) != 0 {
+        return None;
+    }
+    let m8 = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps::<1>(m8));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    if !id.is_finite() {
+        // A tiny subnormal amax: the portable code saturates infinite products, and so keeps it.
+        return None;
+    }
+    let id = _mm256_set1_ps(id);
+    let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, id)));
+    let s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s4 = _mm_add_epi32(
+        _mm256_castsi256_si128(s8),
+        _mm256_extracti128_si256::<1>(s8),
+    );
+    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
+    // Per 128-bit lane the packs give quants 0-3 of each 8, then 4-7; the permute restores order.
+    let p = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 bytes, what the unaligned 256-bit store writes.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), p) };
+    Some((d, sum))
+}
 
 /// Runs one head of f16 attention if this CPU has the level's features; `false` leaves it to the
 /// caller.
