@@ -471,29 +471,45 @@ fn attention_with(
     let hd = c.head_dim;
     let kv_dim = c.kv_dim();
     let group = c.n_head / c.n_head_kv;
-    for h in 0..c.n_head {
-        let kvh = h / group;
-        let qh = &mut q[h * hd..(h + 1) * hd];
-        for chunk in qh.chunks_mut(CHUNK) {
-            round_f16(chunk);
-        }
-        let head = quant::F16Head {
-            q: qh,
-            k: k_cache,
-            v: v_cache,
-            n_pos,
-            first,
-            kv_dim,
-            offset: kvh * hd,
-            scale,
-            exp: math::expf,
-        };
-        let acc = &mut out[h * hd..(h + 1) * hd];
-        if !quant::attention_f16_head(isa, &head, acc) {
-            attention_head(&head, acc);
-        }
+    let width = c.n_head * hd;
+    for chunk in q[..width].chunks_mut(CHUNK) {
+        round_f16(chunk);
     }
+    let q = &q[..width];
+    // Heads `first_head..` into `out`, one `hd` slice each.
+    let heads = |first_head: usize, out: &mut [f32]| {
+        for (j, acc) in out.chunks_exact_mut(hd).enumerate() {
+            let h = first_head + j;
+            let head = quant::F16Head {
+                q: &q[h * hd..(h + 1) * hd],
+                k: k_cache,
+                v: v_cache,
+                n_pos,
+                first,
+                kv_dim,
+                offset: h / group * hd,
+                scale,
+                exp: math::expf,
+            };
+            if !quant::attention_f16_head(isa, &head, acc) {
+                attention_head(&head, acc);
+            }
+        }
+    };
+    let out = &mut out[..width];
+    // Whole heads per thread: each head's numbers are the same whatever thread computes them.
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 && n_pos * width >= MIN_PARALLEL_ATTENTION {
+        crate::threads::for_each_part([out], hd, |_, first, part| heads(first / hd, part));
+        return;
+    }
+    heads(0, out);
 }
+
+/// Attention smaller than this many (position × query element) steps stays on one thread: ~2 µs
+/// of the SIMD loop at least, so that handing heads to another thread pays for its wake-up.
+#[cfg(feature = "threads")]
+const MIN_PARALLEL_ATTENTION: usize = 16 << 10;
 
 /// One head of [`attention`], portable: the loop [`quant::F16Head`] describes.
 fn attention_head(h: &quant::F16Head<'_>, acc: &mut [f32]) {
