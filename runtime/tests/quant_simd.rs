@@ -8,8 +8,8 @@
 //! products cancel in w_i but are rounded separately. Activation quantizers: identical bytes.
 
 use edgelm::quant::{
-    dequantize_row, isa, matvec, matvec_with, quantize_row, quantize_row_with, vec_dot, GgmlType,
-    Isa,
+    dequantize_row, isa, matvec, matvec_with, quantize_act_row_with, quantize_row,
+    quantize_row_with, vec_dot, GgmlType, Isa,
 };
 
 use GgmlType::*;
@@ -231,6 +231,36 @@ fn activation_quantizers_are_byte_identical_at_every_level() {
                 for level in levels() {
                     let mut got = vec![0u8; want.len()];
                     quantize_row_with(level, ty, x, &mut got).expect("quantize");
+                    if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
+                        let b = ty.block_bytes();
+                        panic!(
+                            "{ty} n={n} row {k} at {level}: byte {i} of block {}: {:?} vs {:?}",
+                            i / b,
+                            &got[i / b * b..(i / b + 1) * b],
+                            &want[i / b * b..(i / b + 1) * b]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn run_time_activation_quantizers_are_byte_identical_at_every_level() {
+    let mut rng = Rng(0xBEE);
+    for ty in [Q8_0, Q8_1] {
+        for n in [256, 576, 1536] {
+            let mut rows = special_rows(&mut rng, n);
+            // Blocks whose largest magnitude is subnormal: 127 / amax overflows for the smallest.
+            rows.push((0..n).map(|i| [1e-45, -1e-45, 0.0, 3e-39][i % 4]).collect());
+            rows.push((0..n).map(|i| [1e-45, 0.0][i % 2]).collect());
+            for (k, x) in rows.iter().enumerate() {
+                let mut want = vec![0u8; ty.row_bytes(n).expect("whole blocks")];
+                quantize_act_row_with(Isa::Scalar, ty, x, &mut want).expect("quantize");
+                for level in levels() {
+                    let mut got = vec![0u8; want.len()];
+                    quantize_act_row_with(level, ty, x, &mut got).expect("quantize");
                     if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
                         let b = ty.block_bytes();
                         panic!(

@@ -7,6 +7,7 @@
 use crate::quant::blocks::{BlockQ8_0, QK};
 use crate::quant::{quantize_act_row, GgmlType};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Element type of the KV cache, as llama.cpp's `--cache-type-k/-v` choose it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -329,12 +330,11 @@ impl<'m> KvCache<'m> {
         let r = self.range(layer, pos);
         match &mut self.rows {
             Rows::F16 { k: kc, v: vc } => {
-                for (d, &s) in kc[r.clone()].iter_mut().zip(k) {
-                    *d = f16::from_f32(s);
-                }
-                for (d, &s) in vc[r].iter_mut().zip(v) {
-                    *d = f16::from_f32(s);
-                }
+                // Slice conversions (F16C where the CPU has it): the same round-to-nearest-even
+                // as element by element, without a feature test per element.
+                let n = r.len().min(k.len()).min(v.len());
+                kc[r.start..r.start + n].convert_from_f32_slice(&k[..n]);
+                vc[r.start..r.start + n].convert_from_f32_slice(&v[..n]);
             }
             Rows::F32 { k: kc, v: vc } => {
                 let n = r.len().min(k.len()).min(v.len());

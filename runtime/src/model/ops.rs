@@ -200,6 +200,13 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &Vector<'_>, eps: f32) {
     let ss: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (ss / x.len() as f64) as f32;
     let scale = 1.0 / libm::sqrtf(mean + eps);
+    if w.ty == GgmlType::F32 {
+        // The usual case, without `Vector::get`'s per-element type test.
+        for ((o, &v), b) in out.iter_mut().zip(x).zip(w.data.chunks_exact(4)) {
+            *o = v * scale * f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        return;
+    }
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
         *o = v * scale * w.get(i);
     }
@@ -278,31 +285,54 @@ pub fn rope_base(
 ) {
     let hd = c.head_dim;
     let n_rot = c.rope_dim;
+    let (a_b, half) = match c.rope_kind {
+        RopeKind::Normal => ((2, 2), 1),
+        RopeKind::Neox => ((1, 1), n_rot / 2),
+        // Learned positions (GPT-2): nothing to rotate; its forward never calls this.
+        RopeKind::None => return,
+    };
+    // The angle of pair i is the same in every head: its sine and cosine are taken once.
+    let mut table = [(0f32, 0f32); ROPE_TABLE];
+    let table = &mut table[..(n_rot / 2).min(ROPE_TABLE)];
     // ggml builds theta by repeated multiplication; doing the same keeps rounding identical.
     let theta_scale = math::powf(base, -2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for (i, sc) in table.iter_mut().enumerate() {
+        let t = match freqs {
+            Some(f) => theta / f.get(i),
+            None => theta,
+        };
+        *sc = (math::sinf(t), math::cosf(t));
+        theta *= theta_scale;
+    }
+    // Pairs beyond the table (heads wider than 2 × ROPE_TABLE) continue from there per head.
+    let tail_theta = theta;
     for h in 0..n_heads {
         let head = &mut x[h * hd..(h + 1) * hd];
-        let mut theta = pos as f32;
+        theta = tail_theta;
         for i in 0..n_rot / 2 {
-            let t = match freqs {
-                Some(f) => theta / f.get(i),
-                None => theta,
+            let (s, co) = match table.get(i) {
+                Some(&sc) => sc,
+                None => {
+                    let t = match freqs {
+                        Some(f) => theta / f.get(i),
+                        None => theta,
+                    };
+                    theta *= theta_scale;
+                    (math::sinf(t), math::cosf(t))
+                }
             };
-            let (s, co) = (math::sinf(t), math::cosf(t));
-            let (a, b) = match c.rope_kind {
-                RopeKind::Normal => (2 * i, 2 * i + 1),
-                RopeKind::Neox => (i, i + n_rot / 2),
-                // Learned positions (GPT-2): nothing to rotate; its forward never calls this.
-                RopeKind::None => return,
-            };
+            let (a, b) = (a_b.0 * i, a_b.1 * i + half);
             let (x0, x1) = (head[a], head[b]);
             // ggml's compiled rotation fuses the first product of each line.
             head[a] = fma32(x0, co, -(x1 * s));
             head[b] = fma32(x0, s, x1 * co);
-            theta *= theta_scale;
         }
     }
 }
+
+/// Rotation angles [`rope_base`] takes once per call (heads of up to 2 × this many elements).
+const ROPE_TABLE: usize = 256;
 
 /// GELU(gate) · up, in place into `gate`, as ggml_vec_geglu_f32 computes it: the gate rounded to
 /// f16 and looked up in a table of f16 GELU values (computed here on the fly), passed through
@@ -343,8 +373,19 @@ pub fn softcap(x: &mut [f32], c: f32) {
 /// SiLU(gate) · up, in place into `gate`, with ggml's vectorized exp (see [`expf_ggml`]) on
 /// 16-element groups and libm's on the tail, as llama.cpp computes it on x86.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    swiglu_with(None, gate, up);
+}
+
+/// [`swiglu`] with the SIMD code of kernel level `isa` (`None`: the current one) on the
+/// 16-element groups; portable where the level has none.
+fn swiglu_with(isa: Option<quant::Isa>, gate: &mut [f32], up: &[f32]) {
     let n16 = gate.len() - gate.len() % 16;
-    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+    let start = if quant::swiglu16(isa, gate, up) {
+        n16
+    } else {
+        0
+    };
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate().skip(start) {
         let e = if i < n16 {
             expf_ggml(-*g)
         } else {
@@ -410,51 +451,100 @@ pub fn attention(
     c: &Config,
     scale: f32,
 ) {
+    attention_with(None, out, q, k_cache, v_cache, n_pos, first, c, scale);
+}
+
+/// [`attention`] with the SIMD code of kernel level `isa` (`None`: the current one); the
+/// portable loop where the level has none (always for [`quant::Isa::Scalar`]).
+#[allow(clippy::too_many_arguments)]
+fn attention_with(
+    isa: Option<quant::Isa>,
+    out: &mut [f32],
+    q: &mut [f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    n_pos: usize,
+    first: usize,
+    c: &Config,
+    scale: f32,
+) {
     let hd = c.head_dim;
     let kv_dim = c.kv_dim();
     let group = c.n_head / c.n_head_kv;
-    for h in 0..c.n_head {
-        let kvh = h / group;
-        let qh = &mut q[h * hd..(h + 1) * hd];
-        for chunk in qh.chunks_mut(CHUNK) {
-            round_f16(chunk);
-        }
-        // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
-        let acc = &mut out[h * hd..(h + 1) * hd];
-        acc.fill(0.0);
-        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
-        for t in 0..n_pos {
-            let row = ((first + t) % n_pos) * kv_dim + kvh * hd;
-            let s = dot_f16(qh, &k_cache[row..row + hd]) * scale;
-            let (mut ms, mut vs) = (1f32, 1f32);
-            if s > m {
-                let old = m;
-                m = s;
-                ms = math::expf(old - m);
-                for chunk in acc.chunks_mut(CHUNK) {
-                    chunk.iter_mut().for_each(|a| *a *= ms);
-                    round_f16(chunk);
-                }
-            } else {
-                vs = math::expf(s - m);
+    let width = c.n_head * hd;
+    for chunk in q[..width].chunks_mut(CHUNK) {
+        round_f16(chunk);
+    }
+    let q = &q[..width];
+    // Heads `first_head..` into `out`, one `hd` slice each.
+    let heads = |first_head: usize, out: &mut [f32]| {
+        for (j, acc) in out.chunks_exact_mut(hd).enumerate() {
+            let h = first_head + j;
+            let head = quant::F16Head {
+                q: &q[h * hd..(h + 1) * hd],
+                k: k_cache,
+                v: v_cache,
+                n_pos,
+                first,
+                kv_dim,
+                offset: h / group * hd,
+                scale,
+                exp: math::expf,
+            };
+            if !quant::attention_f16_head(isa, &head, acc) {
+                attention_head(&head, acc);
             }
-            for (chunk, v) in acc
-                .chunks_mut(CHUNK)
-                .zip(v_cache[row..row + hd].chunks(CHUNK))
-            {
-                let mut vf = [0f32; CHUNK];
-                v.convert_to_f32_slice(&mut vf[..v.len()]);
-                for (a, &v) in chunk.iter_mut().zip(&vf) {
-                    *a = fma32(v, vs, *a);
-                }
+        }
+    };
+    let out = &mut out[..width];
+    // Whole heads per thread: each head's numbers are the same whatever thread computes them.
+    #[cfg(feature = "threads")]
+    if crate::threads::current() > 1 && n_pos * width >= MIN_PARALLEL_ATTENTION {
+        crate::threads::for_each_part([out], hd, |_, first, part| heads(first / hd, part));
+        return;
+    }
+    heads(0, out);
+}
+
+/// Attention smaller than this many (position × query element) steps stays on one thread: ~2 µs
+/// of the SIMD loop at least, so that handing heads to another thread pays for its wake-up.
+#[cfg(feature = "threads")]
+const MIN_PARALLEL_ATTENTION: usize = 16 << 10;
+
+/// One head of [`attention`], portable: the loop [`quant::F16Head`] describes.
+fn attention_head(h: &quant::F16Head<'_>, acc: &mut [f32]) {
+    let hd = acc.len();
+    // f16-rounded values kept in f32, the same numbers as ggml's f16 accumulator.
+    acc.fill(0.0);
+    let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+    for t in 0..h.n_pos {
+        let row = ((h.first + t) % h.n_pos) * h.kv_dim + h.offset;
+        let s = dot_f16(h.q, &h.k[row..row + hd]) * h.scale;
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if s > m {
+            let old = m;
+            m = s;
+            ms = (h.exp)(old - m);
+            for chunk in acc.chunks_mut(CHUNK) {
+                chunk.iter_mut().for_each(|a| *a *= ms);
                 round_f16(chunk);
             }
-            sum = fma32(sum, ms, vs);
+        } else {
+            vs = (h.exp)(s - m);
         }
-        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for a in acc.iter_mut() {
-            *a *= inv;
+        for (chunk, v) in acc.chunks_mut(CHUNK).zip(h.v[row..row + hd].chunks(CHUNK)) {
+            let mut vf = [0f32; CHUNK];
+            v.convert_to_f32_slice(&mut vf[..v.len()]);
+            for (a, &v) in chunk.iter_mut().zip(&vf) {
+                *a = fma32(v, vs, *a);
+            }
+            round_f16(chunk);
         }
+        sum = fma32(sum, ms, vs);
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for a in acc.iter_mut() {
+        *a *= inv;
     }
 }
 
@@ -980,6 +1070,195 @@ mod tests {
             let (kr, vr) = (&kr[..n / QK], &vr[..n / QK]);
             attention_q8_0(&mut ring, &q, kr, vr, n_pos, first, &c, scale);
             assert_eq!(ring, out);
+        }
+    }
+
+    /// Deterministic pseudo-random f32 in [-1, 1) (xorshift).
+    fn noise(state: &mut u64) -> f32 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    #[test]
+    fn simd_f16_attention_is_bit_identical_to_the_portable_loop() {
+        // Heads of 64 (one 64-element step), 20 (all tail), 72 (a step and a tail of 8) and 100
+        // (a step and a tail not a multiple of 8); grouped and not; rings read from row 0 and 5.
+        for (n_head, n_head_kv, hd) in [
+            (4usize, 2usize, 64usize),
+            (3, 3, 20),
+            (2, 1, 72),
+            (2, 2, 100),
+        ] {
+            let c = attention_config(n_head, n_head_kv, hd);
+            let kv_dim = c.kv_dim();
+            let n_pos = 37;
+            let mut st = 0x9e37_79b9_7f4a_7c15u64 ^ hd as u64;
+            // Scores spread wide, and a rising trend so the running maximum moves often.
+            let k: std::vec::Vec<f16> = (0..n_pos * kv_dim)
+                .map(|i| f16::from_f32(noise(&mut st) * 3.0 + (i / kv_dim) as f32 * 0.05))
+                .collect();
+            let v: std::vec::Vec<f16> = (0..n_pos * kv_dim)
+                .map(|_| f16::from_f32(noise(&mut st) * 40.0))
+                .collect();
+            let q: std::vec::Vec<f32> = (0..n_head * hd).map(|_| noise(&mut st) * 2.0).collect();
+            let scale = 1.0 / libm::sqrtf(hd as f32);
+            for first in [0, 5] {
+                let mut want = std::vec![0f32; n_head * hd];
+                let mut q0 = q.clone();
+                attention_with(
+                    Some(quant::Isa::Scalar),
+                    &mut want,
+                    &mut q0,
+                    &k,
+                    &v,
+                    n_pos,
+                    first,
+                    &c,
+                    scale,
+                );
+                for isa in quant::Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                    let mut got = std::vec![0f32; n_head * hd];
+                    let mut q1 = q.clone();
+                    attention_with(
+                        Some(isa),
+                        &mut got,
+                        &mut q1,
+                        &k,
+                        &v,
+                        n_pos,
+                        first,
+                        &c,
+                        scale,
+                    );
+                    let bits =
+                        |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<std::vec::Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{isa} hd={hd} first={first}");
+                    assert_eq!(bits(&q1), bits(&q0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rope_with_shared_angles_is_the_per_head_rotation() {
+        // The rotation as it was written before the angle table: sin/cos per head and pair.
+        fn per_head(x: &mut [f32], n_heads: usize, c: &Config, pos: usize, f: Option<&Vector<'_>>) {
+            let (hd, n_rot) = (c.head_dim, c.rope_dim);
+            let theta_scale = math::powf(c.rope_base, -2.0 / n_rot as f32);
+            for h in 0..n_heads {
+                let head = &mut x[h * hd..(h + 1) * hd];
+                let mut theta = pos as f32;
+                for i in 0..n_rot / 2 {
+                    let t = f.map_or(theta, |f| theta / f.get(i));
+                    let (s, co) = (math::sinf(t), math::cosf(t));
+                    let (a, b) = match c.rope_kind {
+                        RopeKind::Neox => (i, i + n_rot / 2),
+                        _ => (2 * i, 2 * i + 1),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = fma32(x0, co, -(x1 * s));
+                    head[b] = fma32(x0, s, x1 * co);
+                    theta *= theta_scale;
+                }
+            }
+        }
+        let mut st = 0x1234_5678_9abc_def1u64;
+        // Heads of 64 fully rotated, 96 with 64 rotated, and 640 (pairs beyond the table).
+        for (hd, n_rot) in [(64usize, 64usize), (96, 64), (640, 640)] {
+            let freq_bytes: std::vec::Vec<u8> = (0..n_rot / 2)
+                .flat_map(|i| (1.0 + i as f32 * 0.25).to_le_bytes())
+                .collect();
+            let freqs = Vector {
+                ty: GgmlType::F32,
+                data: &freq_bytes,
+            };
+            for kind in [RopeKind::Normal, RopeKind::Neox] {
+                let mut c = attention_config(3, 3, hd);
+                c.rope_dim = n_rot;
+                c.rope_kind = kind;
+                let x: std::vec::Vec<f32> = (0..3 * hd).map(|_| noise(&mut st) * 5.0).collect();
+                for pos in [0usize, 1, 17, 4095] {
+                    for f in [None, Some(&freqs)] {
+                        let (mut want, mut got) = (x.clone(), x.clone());
+                        per_head(&mut want, 3, &c, pos, f);
+                        rope(&mut got, 3, &c, pos, f);
+                        let bits =
+                            |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<std::vec::Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "hd {hd} rot {n_rot} pos {pos}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// SwiGLU at every level against the portable code on `gate` (with `up` = 1 and = noise).
+    fn check_swiglu(gate: &[f32]) {
+        let mut st = 0x2545_f491_4f6c_dd1du64;
+        let ups: [std::vec::Vec<f32>; 2] = [
+            std::vec![1.0; gate.len()],
+            gate.iter().map(|_| noise(&mut st) * 3.0).collect(),
+        ];
+        for up in &ups {
+            let mut want = gate.to_vec();
+            swiglu_with(Some(quant::Isa::Scalar), &mut want, up);
+            for isa in quant::Isa::ALL.into_iter().filter(|i| i.is_available()) {
+                let mut got = gate.to_vec();
+                swiglu_with(Some(isa), &mut got, up);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{isa}: swiglu({}) = {g} vs {w}",
+                        gate[i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_swiglu_is_bit_identical_to_the_portable_loop() {
+        // Every float of a wide logarithmic sweep of both signs (the exp's range limits at ±88
+        // and ±104, the |n| > 192 cutoff, subnormals), specials, and a tail after the groups.
+        let mut gate = std::vec::Vec::new();
+        for e in -150..=130i32 {
+            for m in 0..64u32 {
+                let x = f32::from_bits((((e + 127).clamp(0, 254) as u32) << 23) | (m << 17));
+                gate.push(x);
+                gate.push(-x);
+            }
+        }
+        gate.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            88.72,
+            -88.72,
+            103.97,
+            -103.97,
+            133.0,
+            -133.0,
+            1e-45,
+        ]);
+        gate.extend([0.5f32; 7]);
+        check_swiglu(&gate);
+    }
+
+    /// Every f32 bit pattern through SwiGLU at every level (~13 minutes on a busy 2-core host; run
+    /// with `--ignored`).
+    #[test]
+    #[ignore]
+    fn simd_swiglu_is_bit_identical_on_every_float() {
+        let mut gate = std::vec![0f32; 1 << 20];
+        for hi in 0..(1u32 << 12) {
+            for (lo, g) in gate.iter_mut().enumerate() {
+                *g = f32::from_bits(hi << 20 | lo as u32);
+            }
+            check_swiglu(&gate);
         }
     }
 

@@ -14,6 +14,7 @@ mod kernels;
 pub mod layout;
 mod quantize;
 
+pub(crate) use kernels::F16Head;
 pub use kernels::Isa;
 
 use blocks::*;
@@ -342,8 +343,21 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
 /// the reference quantizer above multiplies by `1 / d` and rounds half away from zero. The two
 /// differ in a few quants per row, and small models turn that into different tokens.
 pub fn quantize_act_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    quantize_act_row_with(isa(), ty, src, dst)
+}
+
+/// [`quantize_act_row`] with the kernels of `isa` (the portable code where this CPU or level has
+/// none); for tests that compare levels. The bytes are the same at every level.
+#[doc(hidden)]
+pub fn quantize_act_row_with(
+    isa: Isa,
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
     check_row(ty, src.len(), dst.len())?;
     match ty {
+        GgmlType::Q8_0 | GgmlType::Q8_1 if kernels::quantize_act(isa, ty, src, dst) => {}
         GgmlType::Q8_0 => quantize::quantize_q8_0_act(src, as_blocks_mut(dst)),
         GgmlType::Q8_1 => quantize::quantize_q8_1_act(src, as_blocks_mut(dst)),
         _ => return quantize_row(ty, src, dst),
@@ -469,6 +483,23 @@ pub fn matmul_rows(
     let start = first_row.saturating_mul(row).min(w.len());
     let end = start.saturating_add(row.saturating_mul(rows)).min(w.len());
     kernels::matmul(isa(), ty, n, &w[start..end], act, cols, out);
+}
+
+/// One head of attention over an f16 cache with the SIMD code of the current level (`isa`, for
+/// tests, picks another); `false`, nothing done, where the level has none. Bit-identical to the
+/// portable loop in `model::ops::attention`.
+pub(crate) fn attention_f16_head(
+    isa: Option<Isa>,
+    h: &kernels::F16Head<'_>,
+    acc: &mut [f32],
+) -> bool {
+    kernels::attention_f16_head(isa.unwrap_or_else(self::isa), h, acc)
+}
+
+/// SiLU(gate) · up over the whole 16-element groups with the SIMD code of the current level
+/// (`isa`, for tests, picks another); `false`, nothing done, where the level has none.
+pub(crate) fn swiglu16(isa: Option<Isa>, gate: &mut [f32], up: &[f32]) -> bool {
+    kernels::swiglu16(isa.unwrap_or_else(self::isa), gate, up)
 }
 
 /// The kernel level in use: the best this CPU has, detected once.

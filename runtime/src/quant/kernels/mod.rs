@@ -12,6 +12,8 @@ mod interleaved;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_float;
 
 use crate::quant::blocks::*;
 use crate::quant::{quantize, GgmlType};
@@ -178,6 +180,72 @@ pub(crate) fn mad_q8_0(isa: Isa, y: &mut [f32], x: &[BlockQ8_0], s: f32) {
         return;
     }
     scalar::mad_q8_0(y, x, s);
+}
+
+/// One head of attention over an f16 KV cache (`model::ops::attention`'s loop, query already
+/// rounded to f16): row `t` of the `n_pos` attended rows is cache row `(first + t) % n_pos`, the
+/// head's keys and values at `row * kv_dim + offset`.
+pub(crate) struct F16Head<'a> {
+    /// The head's query (f16 values).
+    pub q: &'a [f32],
+    /// The layer's keys.
+    pub k: &'a [half::f16],
+    /// The layer's values.
+    pub v: &'a [half::f16],
+    /// Rows attended.
+    pub n_pos: usize,
+    /// The oldest row (a ring cache's), read first.
+    pub first: usize,
+    /// Elements from one cache row to the next.
+    pub kv_dim: usize,
+    /// The head's first element in a row.
+    pub offset: usize,
+    /// Score scale.
+    pub scale: f32,
+    /// The exp the softmax uses (the platform's, as `model::math::expf`).
+    pub exp: fn(f32) -> f32,
+}
+
+/// Runs [`F16Head`] into `acc` (the head's output) with the SIMD code of `isa`, bit-identical to
+/// the portable loop; `false` (nothing done) where there is none.
+pub(crate) fn attention_f16_head(isa: Isa, h: &F16Head<'_>, acc: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_float::attention_f16_head(isa, h, acc)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, h, acc);
+        false
+    }
+}
+
+/// ggml's run-time activation quantizer (Q8_0 or Q8_1) with the SIMD code of `isa`, the same
+/// bytes as the portable one; `false` (nothing done) where there is none.
+pub(crate) fn quantize_act(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_float::quantize_act(isa, ty, x, y)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, ty, x, y);
+        false
+    }
+}
+
+/// SiLU(gate) · up in place over the whole 16-element groups of `gate` with the SIMD code of
+/// `isa`, bit-identical to `model::ops::swiglu`'s; `false` (nothing done) where there is none.
+pub(crate) fn swiglu16(isa: Isa, gate: &mut [f32], up: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_float::swiglu16(isa, gate, up)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, gate, up);
+        false
+    }
 }
 
 /// `out[r]` = dot(row r of `w`, `act`) with the kernels of `isa` (scalar where the CPU lacks it or
