@@ -492,13 +492,18 @@ macro_rules! legacy_rows512 {
 }
 
 /// The 512-bit form of `legacy_rows!` for matrix products: two activation columns share each
-/// vector (the weight block's 32 quants in both halves), and each half runs exactly the lane
-/// operations of `legacy_rows!` for its column, so the results are still the matrix-vector ones
-/// bit for bit; the column pairs' scale products come from one multiply
-/// (`[xd · yd₀, xm · ys₀, xd · yd₁, xm · ys₁]`).
+/// vector (the weight block's 32 quants in both halves), and each half gets exactly the lane
+/// values of `legacy_rows!` for its column (the same integer dot products, the same scale
+/// products, the same float additions in the same order), so the results are still the
+/// matrix-vector ones bit for bit. `$dp` is an accumulating dot product (acc + Σ four u8 × i8
+/// products per lane): quants stored with an offset (`$off`) start from −offset · Σy, which each
+/// activation block's column pair computes once for all rows; Q8_0 on VNNI runs as unsigned
+/// (x + 128) · y with `$off` = 128, so `vpdpbusd` replaces the sign trick. The scale products
+/// xd · yd come from one 512-bit multiply per (row, pair) with the activation scales spread
+/// over the halves once per block.
 macro_rules! legacy_tile512 {
-    ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:ident,
-     $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+    ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $dp:ident,
+     $sum:ident, $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
         fn $name<const R: usize, const P: usize>(
             x: [&[$X]; R],
@@ -512,21 +517,24 @@ macro_rules! legacy_tile512 {
             let ys: fn(&$Y) -> u32 = $ys;
             let mut acc = [[_mm512_setzero_ps(); R]; P];
             let mut accm = [[_mm_setzero_ps(); R]; P];
-            // Lanes 0-7 take the first column's scale product, lanes 8-15 the second's.
+            // Lanes 0-7 take the first column's scale, lanes 8-15 the second's.
             let pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
             for b in 0..nb {
+                // [yd₀, ys₀, yd₁, ys₁]
                 let yv = y.map(|[y0, y1]| {
                     _mm_cvtph_ps(_mm_setr_epi32(ys(&y0[b]) as i32, ys(&y1[b]) as i32, 0, 0))
                 });
+                let yd = yv.map(|v| _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(v)));
                 let qy = y.map(|[y0, y1]| {
                     _mm512_inserti64x4::<1>(
                         _mm512_castsi256_si512(load32i(&y0[b].qs)),
                         load32i(&y1[b].qs),
                     )
                 });
-                let ysum = qy.map(|qy| {
+                let seed = qy.map(|qy| {
                     if $off != 0 {
-                        _mm512_mullo_epi32($mul(_mm512_set1_epi8(1), qy), _mm512_set1_epi32($off))
+                        let s = $sum(_mm512_setzero_si512(), _mm512_set1_epi8(1), qy);
+                        _mm512_mullo_epi32(s, _mm512_set1_epi32(-$off))
                     } else {
                         _mm512_setzero_si512()
                     }
@@ -538,18 +546,15 @@ macro_rules! legacy_tile512 {
                     let $xb = &x[r][b];
                     // [xd, xm, xd, xm]: the u32 holds d and m as two halves.
                     let xv = _mm_cvtph_ps(_mm_set1_epi32(xs($xb) as i32));
+                    let xd = _mm512_broadcastss_ps(xv);
                     let q: __m256i = $quants;
                     let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
                     for p in 0..P {
-                        let s = _mm_mul_ps(xv, yv[p]);
                         if $min {
-                            accm[p][r] = _mm_add_ps(accm[p][r], s);
+                            accm[p][r] = _mm_add_ps(accm[p][r], _mm_mul_ps(xv, yv[p]));
                         }
-                        let mut dot = $mul(q, qy[p]);
-                        if $off != 0 {
-                            dot = _mm512_sub_epi32(dot, ysum[p]);
-                        }
-                        let d = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(s));
+                        let dot = $dp(seed[p], q, qy[p]);
+                        let d = _mm512_mul_ps(xd, yd[p]);
                         acc[p][r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[p][r]);
                     }
                 }
@@ -580,36 +585,55 @@ macro_rules! legacy_tile512 {
 /// Column pairs a 512-bit matrix-product tile takes at once.
 const TILE_PAIRS: usize = 2;
 
-/// `tiles!` with a 512-bit kernel for whole groups of 2 · [`TILE_PAIRS`] columns and the 256-bit
-/// `$one` kernel (the same per-column numbers) for the rest.
+/// Column pairs of the VNNI Q8_0 tile: its cheaper inner loop leaves room for more accumulators,
+/// and each weight block's load and offset serve more columns.
+const TILE_PAIRS_Q8_0: usize = 4;
+
+/// `tiles!` with a 512-bit kernel for whole groups of 2 · `$pairs` columns (default
+/// [`TILE_PAIRS`]) and the 256-bit `$one` kernel (the same per-column numbers) for the rest.
 macro_rules! tiles512 {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident,
-     $one:ident) => {{
+     $one:ident) => {
+        tiles512!(
+            $out,
+            $w,
+            $w_row,
+            $act,
+            $act_row,
+            $cols,
+            $kernel,
+            $one,
+            super::TILE_PAIRS
+        )
+    };
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident,
+     $one:ident, $pairs:path) => {{
         let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
         let mut w4 = $w.chunks_exact(4 * $w_row);
         for (o, w) in (&mut o4).zip(&mut w4) {
             let mut rows = w.chunks_exact($w_row);
             let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
-            tile512_cols!(o, x, 4, $cols, col, $kernel, $one);
+            tile512_cols!(o, x, 4, $cols, col, $kernel, $one, $pairs);
         }
         let rest = w4.remainder().chunks_exact($w_row);
         for (o, row) in o4.into_remainder().chunks_exact_mut($cols).zip(rest) {
             let x = [as_blocks(row)];
-            tile512_cols!(o, x, 1, $cols, col, $kernel, $one);
+            tile512_cols!(o, x, 1, $cols, col, $kernel, $one, $pairs);
         }
     }};
 }
 
-/// One row group of `tiles512!` over all columns.
+/// One row group of `tiles512!` over all columns: groups of `$pairs` column pairs, then any
+/// whole pairs one at a time, then single columns through `$one`.
 macro_rules! tile512_cols {
-    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident, $one:ident) => {{
-        const W: usize = 2 * super::TILE_PAIRS;
+    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident, $one:ident,
+     $pairs:path) => {{
         let mut c = 0;
-        while c + W <= $cols {
-            let y: [[_; 2]; super::TILE_PAIRS] =
+        while c + 2 * $pairs <= $cols {
+            let y: [[_; 2]; $pairs] =
                 core::array::from_fn(|p| [$col(c + 2 * p), $col(c + 2 * p + 1)]);
-            let t = $kernel::<$r, { super::TILE_PAIRS }>($x, y);
+            let t = $kernel::<$r, { $pairs }>($x, y);
             for (p, t) in t.iter().enumerate() {
                 for (k, t) in t.iter().enumerate() {
                     for (i, v) in t.iter().enumerate() {
@@ -617,7 +641,16 @@ macro_rules! tile512_cols {
                     }
                 }
             }
-            c += W;
+            c += 2 * $pairs;
+        }
+        while c + 2 <= $cols {
+            let t = $kernel::<$r, 1>($x, [[$col(c), $col(c + 1)]]);
+            for (k, t) in t[0].iter().enumerate() {
+                for (i, v) in t.iter().enumerate() {
+                    $o[i * $cols + c + k] = *v;
+                }
+            }
+            c += 2;
         }
         while c < $cols {
             let t = $one::<$r, 1>($x, [$col(c)]);
@@ -635,7 +668,7 @@ const EXACT: bool = true;
 /// Stamps 512-bit kernels into a module that also holds `avx2_family!`'s (whose helpers they
 /// use), and the module's `matvec`, which prefers them.
 macro_rules! avx512_family {
-    ($features:literal, $mul512:path, $mul256:path) => {
+    ($features:literal, $mul512:path, $mul256:path, $dp512:path, $vnni:literal) => {
         #[target_feature(enable = $features)]
         pub(super) fn matvec(
             ty: GgmlType,
@@ -687,6 +720,17 @@ macro_rules! avx512_family {
                 GgmlType::Q5_1 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q5_1, rows_q5_1)
                 }
+                GgmlType::Q8_0 if $vnni => tiles512!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    tile_q8_0u,
+                    rows_q8_0,
+                    super::TILE_PAIRS_Q8_0
+                ),
                 GgmlType::Q8_0 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q8_0, rows_q8_0)
                 }
@@ -695,11 +739,18 @@ macro_rules! avx512_family {
             true
         }
 
-        /// `$mul512` as a local name for the tile macro.
+        /// `acc` + sums of four u8 × i8 products per lane (`$dp512` as a local name).
         #[target_feature(enable = $features)]
         #[inline]
-        fn mul_us8_512(a: __m512i, b: __m512i) -> __m512i {
-            $mul512(a, b)
+        fn dp_us8_512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            $dp512(acc, a, b)
+        }
+
+        /// `acc` + sums of four i8 × i8 products per lane.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn dp_i8_512(acc: __m512i, x: __m512i, y: __m512i) -> __m512i {
+            _mm512_add_epi32(acc, mul_i8_512(x, y))
         }
 
         /// Sums of four i8 × i8 products per lane, through |x| and y negated where x < 0 (where
@@ -718,7 +769,8 @@ macro_rules! avx512_family {
             BlockQ4_0,
             BlockQ8_0,
             |x| nibbles32(&x.qs),
-            mul_us8_512,
+            dp_us8_512,
+            dp_us8_512,
             8,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
@@ -730,7 +782,8 @@ macro_rules! avx512_family {
             BlockQ4_1,
             BlockQ8_1,
             |x| nibbles32(&x.qs),
-            mul_us8_512,
+            dp_us8_512,
+            dp_us8_512,
             0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
@@ -742,7 +795,8 @@ macro_rules! avx512_family {
             BlockQ5_0,
             BlockQ8_0,
             |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
-            mul_us8_512,
+            dp_us8_512,
+            dp_us8_512,
             16,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
@@ -754,7 +808,8 @@ macro_rules! avx512_family {
             BlockQ5_1,
             BlockQ8_1,
             |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
-            mul_us8_512,
+            dp_us8_512,
+            dp_us8_512,
             0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
@@ -766,8 +821,22 @@ macro_rules! avx512_family {
             BlockQ8_0,
             BlockQ8_0,
             |x| load32i(&x.qs),
-            mul_i8_512,
+            dp_i8_512,
+            dp_us8_512,
             0,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_tile512!(
+            $features,
+            tile_q8_0u,
+            BlockQ8_0,
+            BlockQ8_0,
+            |x| _mm256_xor_si256(load32i(&x.qs), _mm256_set1_epi8(-128)),
+            dp_us8_512,
+            dp_us8_512,
+            128,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
             false
@@ -869,6 +938,19 @@ macro_rules! avx512_family {
 #[inline]
 fn mul_sum_us8_512(a: __m512i, b: __m512i) -> __m512i {
     _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1))
+}
+
+/// `acc` + sums of four u8 × i8 products per i32 lane, 512 bits wide.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn dp_us8_512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(acc, mul_sum_us8_512(a, b))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+fn dp_us8_512_vnni(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    _mm512_dpbusd_epi32(acc, a, b)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -1673,7 +1755,9 @@ pub(super) mod avx512 {
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
         super::mul_sum_us8_512,
-        super::mul_sum_us8_avx2
+        super::mul_sum_us8_avx2,
+        super::dp_us8_512,
+        false
     );
 }
 
@@ -1686,6 +1770,8 @@ pub(super) mod avx512vnni {
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_512_vnni,
-        super::mul_sum_us8_avx512vnni
+        super::mul_sum_us8_avx512vnni,
+        super::dp_us8_512_vnni,
+        true
     );
 }
