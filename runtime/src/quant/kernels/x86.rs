@@ -547,8 +547,8 @@ macro_rules! legacy_tile512 {
                     // [xd, xm, xd, xm]: the u32 holds d and m as two halves.
                     let xv = _mm_cvtph_ps(_mm_set1_epi32(xs($xb) as i32));
                     let xd = _mm512_broadcastss_ps(xv);
-                    let q: __m256i = $quants;
-                    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), q);
+                    // The block's 32 quants in both halves (from broadcast loads).
+                    let q: __m512i = $quants;
                     for p in 0..P {
                         if $min {
                             accm[p][r] = _mm_add_ps(accm[p][r], _mm_mul_ps(xv, yv[p]));
@@ -585,9 +585,10 @@ macro_rules! legacy_tile512 {
 /// Column pairs a 512-bit matrix-product tile takes at once.
 const TILE_PAIRS: usize = 2;
 
-/// Column pairs of the VNNI Q8_0 tile: its cheaper inner loop leaves room for more accumulators,
-/// and each weight block's load and offset serve more columns.
-const TILE_PAIRS_Q8_0: usize = 4;
+/// Column pairs of the VNNI tiles: one seeded `vpdpbusd` per pair leaves room for more
+/// accumulators, and each weight block's decoding serves more columns (measured faster for Q8_0,
+/// Q4_0 and Q4_1).
+const TILE_PAIRS_VNNI: usize = 4;
 
 /// `tiles!` with a 512-bit kernel for whole groups of 2 · `$pairs` columns (default
 /// [`TILE_PAIRS`]) and the 256-bit `$one` kernel (the same per-column numbers) for the rest.
@@ -708,15 +709,59 @@ macro_rules! avx512_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
+                GgmlType::Q4_0 if $vnni => tiles512!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    tile_q4_0,
+                    rows_q4_0,
+                    super::TILE_PAIRS_VNNI
+                ),
                 GgmlType::Q4_0 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q4_0, rows_q4_0)
                 }
+                GgmlType::Q4_1 if $vnni => tiles512!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    tile_q4_1,
+                    rows_q4_1,
+                    super::TILE_PAIRS_VNNI
+                ),
                 GgmlType::Q4_1 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q4_1, rows_q4_1)
                 }
+                GgmlType::Q5_0 if $vnni => tiles512!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    tile_q5_0,
+                    rows_q5_0,
+                    super::TILE_PAIRS_VNNI
+                ),
                 GgmlType::Q5_0 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q5_0, rows_q5_0)
                 }
+                GgmlType::Q5_1 if $vnni => tiles512!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    tile_q5_1,
+                    rows_q5_1,
+                    super::TILE_PAIRS_VNNI
+                ),
                 GgmlType::Q5_1 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q5_1, rows_q5_1)
                 }
@@ -729,7 +774,7 @@ macro_rules! avx512_family {
                     cols,
                     tile_q8_0u,
                     rows_q8_0,
-                    super::TILE_PAIRS_Q8_0
+                    super::TILE_PAIRS_VNNI
                 ),
                 GgmlType::Q8_0 => {
                     tiles512!(out, w, w_row, act, act_row, cols, tile_q8_0, rows_q8_0)
@@ -768,7 +813,7 @@ macro_rules! avx512_family {
             tile_q4_0,
             BlockQ4_0,
             BlockQ8_0,
-            |x| nibbles32(&x.qs),
+            |x| nibbles32x2(&x.qs),
             dp_us8_512,
             dp_us8_512,
             8,
@@ -781,7 +826,7 @@ macro_rules! avx512_family {
             tile_q4_1,
             BlockQ4_1,
             BlockQ8_1,
-            |x| nibbles32(&x.qs),
+            |x| nibbles32x2(&x.qs),
             dp_us8_512,
             dp_us8_512,
             0,
@@ -794,7 +839,7 @@ macro_rules! avx512_family {
             tile_q5_0,
             BlockQ5_0,
             BlockQ8_0,
-            |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
+            |x| _mm512_or_si512(nibbles32x2(&x.qs), fifth64(x.qh, x.qh)),
             dp_us8_512,
             dp_us8_512,
             16,
@@ -807,7 +852,7 @@ macro_rules! avx512_family {
             tile_q5_1,
             BlockQ5_1,
             BlockQ8_1,
-            |x| _mm256_or_si256(nibbles32(&x.qs), fifth32(x.qh)),
+            |x| _mm512_or_si512(nibbles32x2(&x.qs), fifth64(x.qh, x.qh)),
             dp_us8_512,
             dp_us8_512,
             0,
@@ -820,7 +865,7 @@ macro_rules! avx512_family {
             tile_q8_0,
             BlockQ8_0,
             BlockQ8_0,
-            |x| load32i(&x.qs),
+            |x| _mm512_broadcast_i64x4(load32i(&x.qs)),
             dp_i8_512,
             dp_us8_512,
             0,
@@ -833,7 +878,10 @@ macro_rules! avx512_family {
             tile_q8_0u,
             BlockQ8_0,
             BlockQ8_0,
-            |x| _mm256_xor_si256(load32i(&x.qs), _mm256_set1_epi8(-128)),
+            |x| _mm512_xor_si512(
+                _mm512_broadcast_i64x4(load32i(&x.qs)),
+                _mm512_set1_epi8(-128)
+            ),
             dp_us8_512,
             dp_us8_512,
             128,
@@ -856,6 +904,16 @@ macro_rules! avx512_family {
         fn nibbles64(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
             let q = _mm512_broadcast_i32x4(load16(a));
             let q = _mm512_mask_broadcast_i32x4(q, 0xFF00, load16(b));
+            let q = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+            _mm512_and_si512(q, _mm512_set1_epi8(0x0F))
+        }
+
+        /// One block's 32 nibbles in element order in both halves (`nibbles32` twice), from a
+        /// broadcast load and one variable shift.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn nibbles32x2(a: &[u8; 16]) -> __m512i {
+            let q = _mm512_broadcast_i32x4(load16(a));
             let q = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
             _mm512_and_si512(q, _mm512_set1_epi8(0x0F))
         }
