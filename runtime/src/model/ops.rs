@@ -1074,6 +1074,7 @@ mod tests {
     }
 
     /// Deterministic pseudo-random f32 in [-1, 1) (xorshift).
+    #[cfg(feature = "std")]
     fn noise(state: &mut u64) -> f32 {
         *state ^= *state << 13;
         *state ^= *state >> 7;
@@ -1081,6 +1082,7 @@ mod tests {
         (*state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
+    #[cfg(feature = "std")]
     #[test]
     fn simd_f16_attention_is_bit_identical_to_the_portable_loop() {
         // Heads of 64 (one 64-element step), 20 (all tail), 72 (a step and a tail of 8) and 100
@@ -1141,6 +1143,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "std")]
     #[test]
     fn rope_with_shared_angles_is_the_per_head_rotation() {
         // The rotation as it was written before the angle table: sin/cos per head and pair.
@@ -1194,6 +1197,7 @@ mod tests {
     }
 
     /// SwiGLU at every level against the portable code on `gate` (with `up` = 1 and = noise).
+    #[cfg(feature = "std")]
     fn check_swiglu(gate: &[f32]) {
         let mut st = 0x2545_f491_4f6c_dd1du64;
         let ups: [std::vec::Vec<f32>; 2] = [
@@ -1217,6 +1221,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "std")]
     #[test]
     fn simd_swiglu_is_bit_identical_to_the_portable_loop() {
         // Every float of a wide logarithmic sweep of both signs (the exp's range limits at ±88
@@ -1250,6 +1255,7 @@ mod tests {
 
     /// Every f32 bit pattern through SwiGLU at every level (~13 minutes on a busy 2-core host; run
     /// with `--ignored`).
+    #[cfg(feature = "std")]
     #[test]
     #[ignore]
     fn simd_swiglu_is_bit_identical_on_every_float() {
