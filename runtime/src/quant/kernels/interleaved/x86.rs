@@ -5,7 +5,8 @@
 //! of four products, converted, times the f16 scale product `xd · yd`, fused into one 8-lane
 //! accumulator; then the same horizontal sum, plus the mins' `xm · ys` summed block by block.
 //! What the layout adds: one load of four scales (and mins) converted together, one activation
-//! load for four rows, and one sequential stream per group for the prefetcher.
+//! load for four rows, and one sequential stream through the groups, which the hardware prefetcher
+//! follows on its own (a software prefetch of the next group measured 8% slower on Zen 4).
 //! The AVX-512 levels run the 256-bit kernels, as the plain ones do for these types.
 
 use super::Isa;
@@ -132,17 +133,6 @@ macro_rules! family {
             _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r as i32))
         }
 
-        /// Prefetches the same block column of the next group (`group` bytes on): groups of a
-        /// few hundred bytes are too short for the hardware prefetcher to start in time.
-        #[target_feature(enable = $features)]
-        #[inline]
-        fn prefetch<T>(b: &T, group: usize) {
-            let at = (b as *const T).cast::<i8>().wrapping_add(group);
-            for line in (0..core::mem::size_of::<T>()).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
-            }
-        }
-
         /// Four rows' 256-bit accumulators: `acc[r] += d[r] · dot[r]` lane by lane.
         #[target_feature(enable = $features)]
         #[inline]
@@ -165,10 +155,8 @@ macro_rules! family {
 
         #[target_feature(enable = $features)]
         fn q4_0(x: &[BlockQ4_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
-            let group = core::mem::size_of_val(x);
             let mut acc = [_mm256_setzero_ps(); 4];
             for (xb, yb) in x.iter().zip(y) {
-                prefetch(xb, group);
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 let qy = load32i(&yb.qs);
                 // The quants' offset of 8 times the activation sum, once for the four rows.
@@ -182,11 +170,9 @@ macro_rules! family {
 
         #[target_feature(enable = $features)]
         fn q4_1(x: &[BlockQ4_1x4], y: &[BlockQ8_1]) -> [f32; 4] {
-            let group = core::mem::size_of_val(x);
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut accm = _mm_setzero_ps();
             for (xb, yb) in x.iter().zip(y) {
-                prefetch(xb, group);
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 accm = _mm_add_ps(accm, _mm_mul_ps(h4(&xb.m), _mm_set1_ps(h2f(yb.s))));
                 let qy = load32i(&yb.qs);
@@ -201,10 +187,8 @@ macro_rules! family {
 
         #[target_feature(enable = $features)]
         fn q8_0(x: &[BlockQ8_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
-            let group = core::mem::size_of_val(x);
             let mut acc = [_mm256_setzero_ps(); 4];
             for (xb, yb) in x.iter().zip(y) {
-                prefetch(xb, group);
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 let qy = load32i(&yb.qs);
                 let dot = [0, 1, 2, 3].map(|r| mul_sum_i8(load32i(&xb.qs[r]), qy));
