@@ -2,7 +2,8 @@
 //! grouped-query attention and a SwiGLU feed-forward block (Touvron et al., 2023).
 
 use super::ops::{
-    add_bias, attend, attend_batch, embed, matmuls, matvec, matvecs, rmsnorm, rope, swiglu, Rows,
+    add_bias, attend, attend_batch, embed, matmuls, matvec, matvecs, per_token, rmsnorm, rope,
+    swiglu, Rows,
 };
 use super::weights::Loader;
 use super::{Batch, LayerWeights, Model, ModelError, State};
@@ -125,14 +126,9 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
 
     for (l, w) in m.layers().iter().enumerate() {
         // Attention: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
-        for i in 0..n {
-            rmsnorm(
-                xbr.row_mut(b.xb, i),
-                xr.row(b.x, i),
-                &w.attn_norm,
-                c.norm_eps,
-            );
-        }
+        per_token(b.xb, xbr, |i, out| {
+            rmsnorm(out, xr.row(b.x, i), &w.attn_norm, c.norm_eps)
+        });
         matmuls(
             b.xb,
             xbr,
@@ -169,19 +165,12 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
             b.mm,
             [(&w.wo, &mut *b.xb, wide)],
         );
-        for i in 0..n {
-            residual(xr.row_mut(b.x, i), xbr.row(b.xb, i));
-        }
+        per_token(b.x, xr, |i, x| residual(x, xbr.row(b.xb, i)));
 
         // Feed-forward: x += W_down · (SiLU(W_gate·n(x)) ⊙ W_up·n(x))
-        for i in 0..n {
-            rmsnorm(
-                xbr.row_mut(b.xb, i),
-                xr.row(b.x, i),
-                &w.ffn_norm,
-                c.norm_eps,
-            );
-        }
+        per_token(b.xb, xbr, |i, out| {
+            rmsnorm(out, xr.row(b.x, i), &w.ffn_norm, c.norm_eps)
+        });
         matmuls(
             b.xb,
             xbr,
@@ -189,10 +178,8 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
             b.mm,
             [(&w.w_gate, &mut *b.hb, ff), (&w.w_up, &mut *b.hb2, ff)],
         );
-        for i in 0..n {
-            let hr = rows(ff, ff);
-            swiglu(hr.row_mut(b.hb, i), hr.row(b.hb2, i));
-        }
+        let hr = rows(ff, ff);
+        per_token(b.hb, hr, |i, gate| swiglu(gate, hr.row(b.hb2, i)));
         matmuls(
             b.hb,
             rows(ff, ff),
@@ -200,9 +187,7 @@ pub fn forward_batch_each<'a, L: AsRef<[LayerWeights<'a>]>>(
             b.mm,
             [(&w.w_down, &mut *b.xb, wide)],
         );
-        for i in 0..n {
-            residual(xr.row_mut(b.x, i), xbr.row(b.xb, i));
-        }
+        per_token(b.x, xr, |i, x| residual(x, xbr.row(b.xb, i)));
     }
 
     // Logits through the one-token path's buffers and kernels.

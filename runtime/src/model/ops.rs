@@ -75,6 +75,41 @@ impl Rows {
     }
 }
 
+/// Below this many elements over all tokens, a per-token step stays on one thread: handing
+/// tokens to another costs a dispatch of a few microseconds.
+#[cfg(feature = "threads")]
+const MIN_PARALLEL_TOKEN_WORK: usize = 8 << 10;
+
+/// Runs `f(i, row)` on row `i` (`rows.width` elements at `i · rows.stride`) of `x` for every
+/// token `i` of a batch, split by whole tokens over the threads of [`crate::threads`]: a batch's
+/// norms, residuals and activations are per token, so they need not wait on one thread while
+/// the others idle. Each row's numbers are the same on any thread.
+pub fn per_token<T: Send>(x: &mut [T], rows: Rows, f: impl Fn(usize, &mut [T]) + Sync) {
+    let Rows { n, width, stride } = rows;
+    if n == 0 {
+        return;
+    }
+    let len = ((n - 1) * stride + width).min(x.len());
+    let x = &mut x[..len];
+    #[cfg(feature = "threads")]
+    if n > 1 && n * width >= MIN_PARALLEL_TOKEN_WORK && crate::threads::current() > 1 {
+        crate::threads::for_each_part([x], stride.max(1), |_, first, part| {
+            let t0 = first / stride.max(1);
+            for (j, start) in (0..part.len()).step_by(stride.max(1)).enumerate() {
+                if let Some(row) = part.get_mut(start..start + width) {
+                    f(t0 + j, row);
+                }
+            }
+        });
+        return;
+    }
+    for i in 0..n {
+        if let Some(row) = x.get_mut(i * stride..i * stride + width) {
+            f(i, row);
+        }
+    }
+}
+
 /// Batched [`matvecs`]: for each of the `n` token rows of `x` (`x_rows`), `out_k` row =
 /// `W_k · x` row, every output bit-identical to [`matvecs`] of that row. `x` is quantized once per
 /// row into `act`; the kernels write weight-row-major into `mm` (threads split it by weight rows),
@@ -100,11 +135,16 @@ pub fn matmuls<const N: usize>(
         return;
     };
     let ar = aty.row_bytes(cols).unwrap_or(0);
-    for i in 0..n {
+    let act_rows = Rows {
+        n,
+        width: ar,
+        stride: ar,
+    };
+    per_token(act, act_rows, |i, a| {
         let row = &x[i * x_rows.stride..i * x_rows.stride + cols];
         // Shapes were checked at load, so this only fails on a runtime bug.
-        let _ = quant::quantize_act_row(aty, row, &mut act[i * ar..(i + 1) * ar]);
-    }
+        let _ = quant::quantize_act_row(aty, row, a);
+    });
     {
         let act = &act[..n * ar];
         // Each product's weight-row-major block of `mm`, in product order.
@@ -121,12 +161,16 @@ pub fn matmuls<const N: usize>(
     let mut at = 0;
     for (w, out, stride) in products.iter_mut() {
         let block = &mm[at..at + w.rows * n];
-        for i in 0..n {
-            let o = &mut out[i * *stride..i * *stride + w.rows];
+        let out_rows = Rows {
+            n,
+            width: w.rows,
+            stride: *stride,
+        };
+        per_token(out, out_rows, |i, o| {
             for (r, v) in o.iter_mut().enumerate() {
                 *v = block[r * n + i];
             }
-        }
+        });
         at += w.rows * n;
     }
     // LoRA deltas per token, after all base products, as in matvecs.
