@@ -204,6 +204,25 @@ fn mul_sum_us8_avx512vnni(a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
 }
 
+/// `acc` + sums of four u8 × i8 products per i32 lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dp_us8_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, mul_sum_us8_avx2(a, b))
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+fn dp_us8_avxvnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, a, b)
+}
+
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[inline]
+fn dp_us8_avx512vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, a, b)
+}
+
 /// Byte i is 0xFF where bit i of the little-endian `qh` is set, else 0.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -358,7 +377,7 @@ macro_rules! rows_cols {
 /// matrix-vector result.
 macro_rules! legacy_rows {
     ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
-     $off:literal, $xs:expr, $ys:expr, $min:literal) => {
+     $dp:path, $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
         fn $name<const R: usize, const C: usize>(x: [&[$X]; R], y: [&[$Y]; C]) -> [[f32; R]; C] {
             let nb = x.iter().fold(usize::MAX, |n, x| n.min(x.len()));
@@ -378,7 +397,8 @@ macro_rules! legacy_rows {
                 let ysum = qy.map(|qy| {
                     if $off != 0 {
                         const SHIFT: i32 = ($off as u32).trailing_zeros() as i32;
-                        _mm256_slli_epi32::<SHIFT>($mul(_mm256_set1_epi8(1), qy))
+                        let s = _mm256_slli_epi32::<SHIFT>($mul(_mm256_set1_epi8(1), qy));
+                        _mm256_sub_epi32(_mm256_setzero_si256(), s)
                     } else {
                         _mm256_setzero_si256()
                     }
@@ -401,10 +421,13 @@ macro_rules! legacy_rows {
                         if $min {
                             accm[c][r] = _mm_add_ps(accm[c][r], p);
                         }
-                        let mut dot = $mul(q, qy[c]);
-                        if $off != 0 {
-                            dot = _mm256_sub_epi32(dot, ysum[c]);
-                        }
+                        // Quants with an offset start from −offset · Σy: one accumulating
+                        // product, no subtraction (the same integers).
+                        let dot = if $off != 0 {
+                            $dp(ysum[c], q, qy[c])
+                        } else {
+                            $mul(q, qy[c])
+                        };
                         let sum = _mm256_cvtepi32_ps(dot);
                         acc[c][r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), sum, acc[c][r]);
                     }
@@ -1075,7 +1098,7 @@ macro_rules! pairs {
 /// Stamps a module of 256-bit kernels compiled for `$features`, with the level's u8 × i8 dot
 /// product and bit expansion.
 macro_rules! avx2_family {
-    ($features:literal, $mul_sum_us8:path, $bits32:path) => {
+    ($features:literal, $mul_sum_us8:path, $dp_us8:path, $bits32:path) => {
         use crate::quant::blocks::*;
         use crate::quant::{quantize, GgmlType};
         use core::arch::x86_64::*;
@@ -1297,6 +1320,7 @@ macro_rules! avx2_family {
             BlockQ8_0,
             |x| nibbles32(&x.qs),
             $mul_sum_us8,
+            $dp_us8,
             8,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
@@ -1309,6 +1333,7 @@ macro_rules! avx2_family {
             BlockQ8_1,
             |x| nibbles32(&x.qs),
             $mul_sum_us8,
+            $dp_us8,
             0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
@@ -1324,6 +1349,7 @@ macro_rules! avx2_family {
                 _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
             ),
             $mul_sum_us8,
+            $dp_us8,
             16,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
@@ -1339,6 +1365,7 @@ macro_rules! avx2_family {
                 _mm256_and_si256($bits32(x.qh), _mm256_set1_epi8(0x10)),
             ),
             $mul_sum_us8,
+            $dp_us8,
             0,
             |x| u32::from_le_bytes([x.d[0], x.d[1], x.m[0], x.m[1]]),
             |y| u32::from_le_bytes([y.d[0], y.d[1], y.s[0], y.s[1]]),
@@ -1351,6 +1378,7 @@ macro_rules! avx2_family {
             BlockQ8_0,
             |x| load32i(&x.qs),
             mul_sum_i8,
+            $dp_us8,
             0,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
@@ -1805,7 +1833,12 @@ macro_rules! avx2_family {
 }
 
 pub(super) mod avx2 {
-    avx2_family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::bits32_avx2);
+    avx2_family!(
+        "avx2,fma,f16c",
+        super::mul_sum_us8_avx2,
+        super::dp_us8_avx2,
+        super::bits32_avx2
+    );
     pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
@@ -1814,6 +1847,7 @@ pub(super) mod avxvnni {
     avx2_family!(
         "avx2,fma,f16c,avxvnni",
         super::mul_sum_us8_avxvnni,
+        super::dp_us8_avxvnni,
         super::bits32_avx2
     );
     pub(super) use matmul256 as matmul;
@@ -1824,6 +1858,7 @@ pub(super) mod avx512 {
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
         super::mul_sum_us8_avx2,
+        super::dp_us8_avx2,
         super::bits32_avx512
     );
     avx512_family!(
@@ -1839,6 +1874,7 @@ pub(super) mod avx512vnni {
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_avx512vnni,
+        super::dp_us8_avx512vnni,
         super::bits32_avx512
     );
     avx512_family!(
