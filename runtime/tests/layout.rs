@@ -8,7 +8,9 @@ use edgelm::gguf::write::{GgufWriter, MetaValue};
 #[cfg(feature = "std")]
 use edgelm::gguf::{Gguf, GgufError, ValueType};
 use edgelm::quant::layout::{self, Target};
-use edgelm::quant::{matvec_rows, matvec_with, quantize_act_row, quantize_row, GgmlType, Isa};
+use edgelm::quant::{
+    matmul_with, matvec_rows, matvec_with, quantize_act_row, quantize_row, GgmlType, Isa,
+};
 
 /// Deterministic values in [-1, 1) (xorshift64*).
 struct Rng(u64);
@@ -106,6 +108,38 @@ fn interleaved_kernels_equal_the_plain_ones_bit_for_bit_at_every_level() {
             let mut part = vec![0f32; 8];
             matvec_rows(ty, cols, &il, &a, 4, &mut part);
             assert_eq!(part, whole[4..12], "{ty}");
+        }
+    }
+}
+
+/// A prompt's matrix product over an interleaved matrix gives every column the plain
+/// matrix-vector bits (the interleaved groups go back to plain rows for the plain tiles).
+#[test]
+fn interleaved_matrix_products_equal_the_plain_matrix_vector_ones() {
+    let mut rng = Rng(12);
+    let levels: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
+    for ty in GgmlType::INTERLEAVED {
+        for cols in [96, 576] {
+            let (rows, n) = (12, 11);
+            let w = plain(ty.base(), rows, cols, &mut rng);
+            let mut il = vec![0u8; w.len()];
+            layout::interleave(ty, cols, &w, &mut il).unwrap();
+            let acts: Vec<Vec<u8>> = (0..n).map(|_| act(ty, cols, &mut rng)).collect();
+            for &isa in &levels {
+                let mut got = vec![0f32; rows * n];
+                matmul_with(isa, ty, cols, &il, &acts.concat(), n, &mut got);
+                for (c, a) in acts.iter().enumerate() {
+                    let mut want = vec![0f32; rows];
+                    matvec_with(isa, ty.base(), cols, &w, a, &mut want);
+                    for r in 0..rows {
+                        assert_eq!(
+                            got[r * n + c].to_bits(),
+                            want[r].to_bits(),
+                            "{ty} {cols} cols at {isa}: row {r} column {c}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
