@@ -38,7 +38,7 @@ pub(super) fn matvec(
 
 /// Stamps a level's kernels: `$mul` sums four u8 × i8 products per i32 lane.
 macro_rules! family {
-    ($features:literal, $mul:path) => {
+    ($features:literal, $mul:path, $dp:path) => {
         use crate::quant::blocks::*;
         use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
         use crate::quant::GgmlType;
@@ -159,10 +159,11 @@ macro_rules! family {
             for (xb, yb) in x.iter().zip(y) {
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 let qy = load32i(&yb.qs);
-                // The quants' offset of 8 times the activation sum, once for the four rows.
-                let ysum = _mm256_mullo_epi32($mul(_mm256_set1_epi8(1), qy), _mm256_set1_epi32(8));
-                let dot =
-                    [0, 1, 2, 3].map(|r| _mm256_sub_epi32($mul(nibbles32(&xb.qs[r]), qy), ysum));
+                // The quants' offset of 8 times the activation sum, once for the four rows: each
+                // row's dot product starts from −8 · Σy (the same integers as a subtraction).
+                let ysum = _mm256_slli_epi32::<3>($mul(_mm256_set1_epi8(1), qy));
+                let seed = _mm256_sub_epi32(_mm256_setzero_si256(), ysum);
+                let dot = [0, 1, 2, 3].map(|r| $dp(seed, nibbles32(&xb.qs[r]), qy));
                 fma4(&mut acc, d, dot);
             }
             finish(acc, [0.0; 4])
@@ -218,26 +219,51 @@ fn mul_sum_us8_avx512vnni(a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
 }
 
+/// `acc` + sums of four u8 × i8 products per i32 lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dp_us8_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, mul_sum_us8_avx2(a, b))
+}
+
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+fn dp_us8_avxvnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, a, b)
+}
+
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[inline]
+fn dp_us8_avx512vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, a, b)
+}
+
 use core::arch::x86_64::*;
 
 mod avx2 {
-    family!("avx2,fma,f16c", super::mul_sum_us8_avx2);
+    family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::dp_us8_avx2);
 }
 
 mod avxvnni {
-    family!("avx2,fma,f16c,avxvnni", super::mul_sum_us8_avxvnni);
+    family!(
+        "avx2,fma,f16c,avxvnni",
+        super::mul_sum_us8_avxvnni,
+        super::dp_us8_avxvnni
+    );
 }
 
 mod avx512 {
     family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
-        super::mul_sum_us8_avx2
+        super::mul_sum_us8_avx2,
+        super::dp_us8_avx2
     );
 }
 
 mod avx512vnni {
     family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
-        super::mul_sum_us8_avx512vnni
+        super::mul_sum_us8_avx512vnni,
+        super::dp_us8_avx512vnni
     );
 }
