@@ -60,14 +60,26 @@ fn quantize_act_avx2(ty: GgmlType, x: &[f32], y: &mut [u8]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn q8_block_act(x: &[f32], qs: &mut [i8; QK]) -> Option<(f32, i32)> {
-    let v: [__m256; 4] = core::array::from_fn(|i| load8(&x[8 * i..]));
+    // No closures: they do not get the function's target features, so each would be a call.
+    let v = [
+        load8(&x[..]),
+        load8(&x[8..]),
+        load8(&x[16..]),
+        load8(&x[24..]),
+    ];
     let sign = _mm256_set1_ps(-0.0);
-    let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+    let abs = [
+        _mm256_andnot_ps(sign, v[0]),
+        _mm256_andnot_ps(sign, v[1]),
+        _mm256_andnot_ps(sign, v[2]),
+        _mm256_andnot_ps(sign, v[3]),
+    ];
     let inf = _mm256_set1_ps(f32::INFINITY);
     // Not less than infinity: infinite or NaN.
-    let bad = abs.iter().fold(_mm256_setzero_ps(), |b, &a| {
-        _mm256_or_ps(b, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf))
-    });
+    let mut bad = _mm256_setzero_ps();
+    for &a in &abs {
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
+    }
     if _mm256_movemask_ps(bad) != 0 {
         return None;
     }
@@ -82,7 +94,10 @@ fn q8_block_act(x: &[f32], qs: &mut [i8; QK]) -> Option<(f32, i32)> {
         return None;
     }
     let id = _mm256_set1_ps(id);
-    let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, id)));
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (q, &v) in q.iter_mut().zip(&v) {
+        *q = _mm256_cvtps_epi32(_mm256_mul_ps(v, id));
+    }
     let s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
     let s4 = _mm_add_epi32(
         _mm256_castsi256_si128(s8),
@@ -228,12 +243,13 @@ fn dot_f16(q: &[f32], k: &[half::f16]) -> f32 {
             }
         }
     }
-    let v: [__m256; 2] = core::array::from_fn(|h| {
-        _mm256_add_ps(
-            _mm256_add_ps(acc[0][h], acc[2][h]),
-            _mm256_add_ps(acc[1][h], acc[3][h]),
-        )
-    });
+    // Not `from_fn`: the closure would not get the target features (a call per dot product).
+    let half = |h: usize| [acc[0][h], acc[1][h], acc[2][h], acc[3][h]];
+    let (a, b) = (half(0), half(1));
+    let v = [
+        _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3])),
+        _mm256_add_ps(_mm256_add_ps(b[0], b[2]), _mm256_add_ps(b[1], b[3])),
+    ];
     let v8 = _mm256_add_ps(v[0], v[1]);
     let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps::<1>(v8));
     let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));

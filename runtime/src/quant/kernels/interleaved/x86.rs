@@ -163,7 +163,12 @@ macro_rules! family {
                 // row's dot product starts from −8 · Σy (the same integers as a subtraction).
                 let ysum = _mm256_slli_epi32::<3>($mul(_mm256_set1_epi8(1), qy));
                 let seed = _mm256_sub_epi32(_mm256_setzero_si256(), ysum);
-                let dot = [0, 1, 2, 3].map(|r| $dp(seed, nibbles32(&xb.qs[r]), qy));
+                let dot = [
+                    $dp(seed, nibbles32(&xb.qs[0]), qy),
+                    $dp(seed, nibbles32(&xb.qs[1]), qy),
+                    $dp(seed, nibbles32(&xb.qs[2]), qy),
+                    $dp(seed, nibbles32(&xb.qs[3]), qy),
+                ];
                 fma4(&mut acc, d, dot);
             }
             finish(acc, [0.0; 4])
@@ -177,7 +182,12 @@ macro_rules! family {
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 accm = _mm_add_ps(accm, _mm_mul_ps(h4(&xb.m), _mm_set1_ps(h2f(yb.s))));
                 let qy = load32i(&yb.qs);
-                let dot = [0, 1, 2, 3].map(|r| $mul(nibbles32(&xb.qs[r]), qy));
+                let dot = [
+                    $mul(nibbles32(&xb.qs[0]), qy),
+                    $mul(nibbles32(&xb.qs[1]), qy),
+                    $mul(nibbles32(&xb.qs[2]), qy),
+                    $mul(nibbles32(&xb.qs[3]), qy),
+                ];
                 fma4(&mut acc, d, dot);
             }
             let mut m = [0.0f32; 4];
@@ -192,7 +202,12 @@ macro_rules! family {
             for (xb, yb) in x.iter().zip(y) {
                 let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
                 let qy = load32i(&yb.qs);
-                let dot = [0, 1, 2, 3].map(|r| mul_sum_i8(load32i(&xb.qs[r]), qy));
+                let dot = [
+                    mul_sum_i8(load32i(&xb.qs[0]), qy),
+                    mul_sum_i8(load32i(&xb.qs[1]), qy),
+                    mul_sum_i8(load32i(&xb.qs[2]), qy),
+                    mul_sum_i8(load32i(&xb.qs[3]), qy),
+                ];
                 fma4(&mut acc, d, dot);
             }
             finish(acc, [0.0; 4])
