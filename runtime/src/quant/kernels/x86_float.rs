@@ -61,12 +61,7 @@ fn quantize_act_avx2(ty: GgmlType, x: &[f32], y: &mut [u8]) {
 #[inline]
 fn q8_block_act(x: &[f32], qs: &mut [i8; QK]) -> Option<(f32, i32)> {
     // No closures: they do not get the function's target features, so each would be a call.
-    let v = [
-        load8(&x[..]),
-        load8(&x[8..]),
-        load8(&x[16..]),
-        load8(&x[24..]),
-    ];
+    let v = [load8(x), load8(&x[8..]), load8(&x[16..]), load8(&x[24..])];
     let sign = _mm256_set1_ps(-0.0);
     let abs = [
         _mm256_andnot_ps(sign, v[0]),
