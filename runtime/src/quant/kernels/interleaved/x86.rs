@@ -215,45 +215,11 @@ macro_rules! family {
     };
 }
 
-/// Sums of four u8 × i8 products per i32 lane (no saturation for |b| <= 127).
-#[target_feature(enable = "avx2")]
-#[inline]
-fn mul_sum_us8_avx2(a: __m256i, b: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
-}
-
-#[target_feature(enable = "avx2,avxvnni")]
-#[inline]
-fn mul_sum_us8_avxvnni(a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
-}
-
-#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-#[inline]
-fn mul_sum_us8_avx512vnni(a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-}
-
-/// `acc` + sums of four u8 × i8 products per i32 lane.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn dp_us8_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_add_epi32(acc, mul_sum_us8_avx2(a, b))
-}
-
-#[target_feature(enable = "avx2,avxvnni")]
-#[inline]
-fn dp_us8_avxvnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpbusd_avx_epi32(acc, a, b)
-}
-
-#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-#[inline]
-fn dp_us8_avx512vnni(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(acc, a, b)
-}
-
-use core::arch::x86_64::*;
+// The lane products of the plain kernels (`kernels::x86`), shared so both sum alike.
+use crate::quant::kernels::x86::{
+    dp_us8_avx2, dp_us8_avx512vnni, dp_us8_avxvnni, mul_sum_us8_avx2, mul_sum_us8_avx512vnni,
+    mul_sum_us8_avxvnni,
+};
 
 mod avx2 {
     family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::dp_us8_avx2);
