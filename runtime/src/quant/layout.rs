@@ -15,6 +15,7 @@
 //! under [`KEY_BASE_TYPES`] and its interleave under [`KEY_INTERLEAVE`] (the GGUF reader checks
 //! them), and the target it was made for under [`KEY_TARGET`].
 
+use super::blocks::{as_blocks, as_blocks_mut};
 use super::{GgmlType, QuantError};
 use bytemuck::{Pod, Zeroable};
 use core::fmt;
@@ -165,8 +166,9 @@ pub fn deinterleave(
     shuffle(ty, cols, src, dst, false)
 }
 
-/// Moves each base block's f16 header fields and quants between a plain row and its place in an
-/// x4 block (one code path both ways, so the two directions are inverses by construction).
+/// Moves each base block between a plain row and its place in an x4 block, as whole typed
+/// fields (one code path both ways, so the two directions are inverses by construction; fixed
+/// sizes, so a prompt's matrix products can afford it per group).
 fn shuffle(
     ty: GgmlType,
     cols: usize,
@@ -174,15 +176,9 @@ fn shuffle(
     dst: &mut [u8],
     to_interleaved: bool,
 ) -> Result<(), QuantError> {
-    let r = ty.interleave();
+    use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
     let base = ty.base();
-    // The f16 fields before a base block's quants: d, and m for Q4_1.
-    let fields = match base {
-        GgmlType::Q4_0 | GgmlType::Q8_0 => 1,
-        GgmlType::Q4_1 => 2,
-        _ => return Err(QuantError::Unsupported(ty)),
-    };
-    if r == 1 {
+    if ty.interleave() != 4 {
         return Err(QuantError::Unsupported(ty));
     }
     let row = base.row_bytes(cols).ok_or(QuantError::NotBlockMultiple {
@@ -195,32 +191,90 @@ fn shuffle(
             got: dst.len(),
         });
     }
-    let group = row * r;
+    let group = row * 4;
     if group == 0 || !src.len().is_multiple_of(group) {
         return Err(QuantError::LengthMismatch {
             expected: src.len().next_multiple_of(group.max(1)),
             got: src.len(),
         });
     }
-    let bb = base.block_bytes();
-    let head = 2 * fields;
-    let q = bb - head;
+    let nb = row / base.block_bytes();
+    match base {
+        GgmlType::Q4_0 => move_groups::<BlockQ4_0x4, BlockQ4_0>(
+            src,
+            dst,
+            nb,
+            to_interleaved,
+            |x, k| BlockQ4_0 {
+                d: x.d[k],
+                qs: x.qs[k],
+            },
+            |x, k, b| {
+                x.d[k] = b.d;
+                x.qs[k] = b.qs;
+            },
+        ),
+        GgmlType::Q4_1 => move_groups::<BlockQ4_1x4, BlockQ4_1>(
+            src,
+            dst,
+            nb,
+            to_interleaved,
+            |x, k| BlockQ4_1 {
+                d: x.d[k],
+                m: x.m[k],
+                qs: x.qs[k],
+            },
+            |x, k, b| {
+                x.d[k] = b.d;
+                x.m[k] = b.m;
+                x.qs[k] = b.qs;
+            },
+        ),
+        GgmlType::Q8_0 => move_groups::<BlockQ8_0x4, BlockQ8_0>(
+            src,
+            dst,
+            nb,
+            to_interleaved,
+            |x, k| BlockQ8_0 {
+                d: x.d[k],
+                qs: x.qs[k],
+            },
+            |x, k, b| {
+                x.d[k] = b.d;
+                x.qs[k] = b.qs;
+            },
+        ),
+        _ => return Err(QuantError::Unsupported(ty)),
+    }
+    Ok(())
+}
+
+/// Whole groups of `nb` x4 blocks (`X`) to four plain rows of `nb` base blocks (`B`) each, or
+/// back; `get(x, k)` is row k's block of `x`, `set(x, k, b)` puts it there.
+fn move_groups<X: Pod, B: Pod>(
+    src: &[u8],
+    dst: &mut [u8],
+    nb: usize,
+    to_interleaved: bool,
+    get: impl Fn(&X, usize) -> B,
+    set: impl Fn(&mut X, usize, &B),
+) {
+    let group = 4 * nb * core::mem::size_of::<B>();
     for (gs, gd) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
-        for b in 0..row / bb {
-            let x4 = b * bb * r;
-            for k in 0..r {
-                let plain = k * row + b * bb;
-                let mut moves = [(0usize, 0usize, 0usize); 3];
-                for (f, m) in moves.iter_mut().take(fields).enumerate() {
-                    *m = (plain + 2 * f, x4 + 2 * (f * r + k), 2);
+        if to_interleaved {
+            let (plain, x4) = (as_blocks::<B>(gs), as_blocks_mut::<X>(gd));
+            for (b, x) in x4.iter_mut().enumerate() {
+                for k in 0..4 {
+                    set(x, k, &plain[k * nb + b]);
                 }
-                moves[fields] = (plain + head, x4 + head * r + k * q, q);
-                for &(p, i, n) in &moves[..=fields] {
-                    let (from, to) = if to_interleaved { (p, i) } else { (i, p) };
-                    gd[to..to + n].copy_from_slice(&gs[from..from + n]);
+            }
+        } else {
+            let (x4, plain) = (as_blocks::<X>(gs), as_blocks_mut::<B>(gd));
+            for (b, x) in x4.iter().enumerate() {
+                for k in 0..4 {
+                    plain[k * nb + b] = get(x, k);
                 }
             }
         }
     }
-    Ok(())
 }

@@ -398,7 +398,7 @@ fn matmul_interleaved(
         }
         let plain = &mut plain[..group];
         for (g, o) in w.chunks_exact(group).zip(out.chunks_exact_mut(r * cols)) {
-            if !deinterleave4(ty, g, plain) {
+            if crate::quant::layout::deinterleave(ty, n, g, plain).is_err() {
                 o.fill(f32::NAN);
                 continue;
             }
@@ -406,43 +406,6 @@ fn matmul_interleaved(
         }
         true
     })
-}
-
-/// `layout::deinterleave` of one group of four rows with fixed-size block moves (the generic
-/// one copies runs of a length known only at run time: a library call per field, 17% of a
-/// prompt's time); `false` for a type or length it does not handle.
-#[cfg(feature = "std")]
-fn deinterleave4(ty: GgmlType, group: &[u8], plain: &mut [u8]) -> bool {
-    use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
-    fn rows<X: Pod, B: Pod>(group: &[u8], plain: &mut [u8], f: impl Fn(&X, usize) -> B) -> bool {
-        let (x, p) = (as_blocks::<X>(group), as_blocks_mut::<B>(plain));
-        let nb = x.len();
-        if p.len() != 4 * nb || core::mem::size_of_val(x) != group.len() {
-            return false;
-        }
-        for (b, xb) in x.iter().enumerate() {
-            for k in 0..4 {
-                p[k * nb + b] = f(xb, k);
-            }
-        }
-        true
-    }
-    match ty {
-        GgmlType::Q4_0_X4 => rows(group, plain, |x: &BlockQ4_0x4, k| BlockQ4_0 {
-            d: x.d[k],
-            qs: x.qs[k],
-        }),
-        GgmlType::Q4_1_X4 => rows(group, plain, |x: &BlockQ4_1x4, k| BlockQ4_1 {
-            d: x.d[k],
-            m: x.m[k],
-            qs: x.qs[k],
-        }),
-        GgmlType::Q8_0_X4 => rows(group, plain, |x: &BlockQ8_0x4, k| BlockQ8_0 {
-            d: x.d[k],
-            qs: x.qs[k],
-        }),
-        _ => false,
-    }
 }
 
 fn matvec_scalar(ty: GgmlType, w: &[u8], w_row: usize, act: &[u8], out: &mut [f32]) {
