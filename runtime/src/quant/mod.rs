@@ -429,6 +429,22 @@ pub fn matvec_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: 
     kernels::matvec(isa, ty, n, w, act, out);
 }
 
+/// The blockwise reference (per block the exact integer dot product, then one fused multiply-add
+/// of it with xd · yd) that every SIMD level runs for the types that take it (Q4_0); `None` for
+/// the other types, whose SIMD levels keep ggml's order. For tests that pin the SIMD bits.
+#[doc(hidden)]
+pub fn blockwise_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Option<f32> {
+    let (w_row, a_row) = (ty.row_bytes(n)?, ty.vec_dot_type().row_bytes(n)?);
+    let (w, act) = (w.get(..w_row)?, act.get(..a_row)?);
+    match ty {
+        GgmlType::Q4_0 => Some(kernels::scalar::dot_q4_0_blockwise(
+            blocks::as_blocks(w),
+            blocks::as_blocks(act),
+        )),
+        _ => None,
+    }
+}
+
 /// `y += s · x` for a row `x` of Q8_0 blocks (`y.len()` = 32 × `x.len()`), each element one fused
 /// multiply-add: ggml_vec_mad_f32 over a dequantized row, as its flash attention accumulates
 /// values from a Q8_0 cache. The same bits at every kernel level.

@@ -8,6 +8,11 @@
 //! bit for bit the logits of an x86 host (and of llama.cpp there, for those types): an x86 vector
 //! of eight i32 lanes, each the sum of four neighbouring products, is two NEON vectors of four
 //! (`sdot` lanes), scaled with fused multiply-adds and reduced as `hsum_ps` reduces them.
+//!
+//! Q4_0 is the exception: every level runs `scalar::dot_q4_0_blockwise`'s order (one fused
+//! multiply-add per block into a scalar chain per row), which leaves the vector lanes free for
+//! rows: four rows per activation block loaded, their integer sums reduced into one vector and
+//! scaled with one `fmla`. The interleaved Q4_0_X4 kernels run the same block step.
 
 use super::Isa;
 use crate::quant::GgmlType;
@@ -159,6 +164,98 @@ pub(super) fn dot_i8_sdot(
     acc
 }
 
+/// The exact integer dot products of one Q4_0 block of four rows (`q[r]`: row r's quants minus
+/// 8, elements 0-15 and 16-31) with an activation block's halves `y`: lane r is row r's.
+/// Without `sdot`, i16 lanes: each holds four products (|(q - 8) · y| ≤ 1024), and the two
+/// pairwise levels before the widening one reach 16 products, within i16.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) fn isums_q4_0_neon(
+    q: [[core::arch::aarch64::int8x16_t; 2]; 4],
+    y: [core::arch::aarch64::int8x16_t; 2],
+) -> core::arch::aarch64::int32x4_t {
+    use core::arch::aarch64::*;
+    let mut p = [vdupq_n_s16(0); 4];
+    for (p, [l, h]) in p.iter_mut().zip(q) {
+        *p = products_q4_0_neon(l, h, y);
+    }
+    vpaddlq_s16(vpaddq_s16(vpaddq_s16(p[0], p[1]), vpaddq_s16(p[2], p[3])))
+}
+
+/// One row's block of [`isums_q4_0_neon`], reduced to the integer.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) fn isum_q4_0_neon(
+    q: [core::arch::aarch64::int8x16_t; 2],
+    y: [core::arch::aarch64::int8x16_t; 2],
+) -> i32 {
+    core::arch::aarch64::vaddlvq_s16(products_q4_0_neon(q[0], q[1], y))
+}
+
+/// Eight i16 lanes summing a block's 32 products, four per lane.
+#[target_feature(enable = "neon")]
+#[inline]
+fn products_q4_0_neon(
+    l: core::arch::aarch64::int8x16_t,
+    h: core::arch::aarch64::int8x16_t,
+    y: [core::arch::aarch64::int8x16_t; 2],
+) -> core::arch::aarch64::int16x8_t {
+    use core::arch::aarch64::*;
+    let p = vmull_s8(vget_low_s8(l), vget_low_s8(y[0]));
+    let p = vmlal_high_s8(p, l, y[0]);
+    let p = vmlal_s8(p, vget_low_s8(h), vget_low_s8(y[1]));
+    vmlal_high_s8(p, h, y[1])
+}
+
+/// [`isums_q4_0_neon`] with `sdot`.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+pub(super) fn isums_q4_0_sdot(
+    q: [[core::arch::aarch64::int8x16_t; 2]; 4],
+    y: [core::arch::aarch64::int8x16_t; 2],
+) -> core::arch::aarch64::int32x4_t {
+    use core::arch::aarch64::*;
+    let mut p = [vdupq_n_s32(0); 4];
+    for (p, [l, h]) in p.iter_mut().zip(q) {
+        *p = dot_i8_sdot(dot_i8_sdot(vdupq_n_s32(0), l, y[0]), h, y[1]);
+    }
+    vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]))
+}
+
+/// [`isum_q4_0_neon`] with `sdot`.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+pub(super) fn isum_q4_0_sdot(
+    q: [core::arch::aarch64::int8x16_t; 2],
+    y: [core::arch::aarch64::int8x16_t; 2],
+) -> i32 {
+    use core::arch::aarch64::*;
+    let p = dot_i8_sdot(vdupq_n_s32(0), q[0], y[0]);
+    vaddvq_s32(dot_i8_sdot(p, q[1], y[1]))
+}
+
+/// Four f16 scales widened, the same values as `f16_to_f32` gives (the conversion is exact;
+/// a NaN is quieted as the scalar code's multiply quiets it). `fcvtl` from half is base
+/// Advanced SIMD, but its intrinsic takes `float16x4_t`, which is not stable.
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) fn f16x4_to_f32(d: [[u8; 2]; 4]) -> core::arch::aarch64::float32x4_t {
+    use core::arch::aarch64::*;
+    let h = vcreate_s16(u64::from_le_bytes(bytemuck::cast(d)));
+    let out: float32x4_t;
+    // SAFETY: fcvtl reads one vector register and writes another, nothing else; Advanced SIMD
+    // (which has it) is enabled here.
+    unsafe {
+        core::arch::asm!(
+            "fcvtl {0:v}.4s, {1:v}.4h",
+            lateout(vreg) out,
+            in(vreg) h,
+            options(pure, nomem, nostack)
+        );
+    }
+    out
+}
+
 /// `out[r]` = `$dot`(row r, act) over whole rows.
 macro_rules! rows {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $dot:ident) => {{
@@ -171,7 +268,7 @@ macro_rules! rows {
 
 /// Stamps a module of kernels compiled for `$features` with the level's i8 dot product.
 macro_rules! neon_family {
-    ($features:literal, $dot:path) => {
+    ($features:literal, $dot:path, $isums_q4_0:path, $isum_q4_0:path) => {
         use crate::quant::blocks::*;
         use crate::quant::GgmlType;
         use core::arch::aarch64::*;
@@ -186,7 +283,7 @@ macro_rules! neon_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => rows!(out, w, w_row, act, dot_q4_0),
+                GgmlType::Q4_0 => q4_0_rows(w, w_row, as_blocks(act), out),
                 GgmlType::Q4_1 => rows!(out, w, w_row, act, dot_q4_1),
                 GgmlType::Q5_0 => rows!(out, w, w_row, act, dot_q5_0),
                 GgmlType::Q8_0 => rows!(out, w, w_row, act, dot_q8_0),
@@ -270,21 +367,76 @@ macro_rules! neon_family {
             super::hsum8(vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)) + (a.s + b.s)
         }
 
-        /// The 32-element types, as x86's `legacy_rows!`: one accumulator, the min terms summed
-        /// in block order, `hsum + mins` at the end.
+        /// Q4_0 in the blockwise order: groups of four rows through [`q4_0_block4`], the
+        /// remaining rows one by one.
+        #[target_feature(enable = $features)]
+        fn q4_0_rows(w: &[u8], w_row: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+            let mut groups = out.chunks_exact_mut(4);
+            let mut rows = w.chunks_exact(4 * w_row);
+            for (o, g) in (&mut groups).zip(&mut rows) {
+                let (r0, g) = g.split_at(w_row);
+                let (r1, g) = g.split_at(w_row);
+                let (r2, r3) = g.split_at(w_row);
+                let x: [&[BlockQ4_0]; 4] =
+                    [as_blocks(r0), as_blocks(r1), as_blocks(r2), as_blocks(r3)];
+                let mut acc = vdupq_n_f32(0.0);
+                let blocks = x[0].iter().zip(x[1]).zip(x[2]).zip(x[3]).zip(act);
+                for ((((x0, x1), x2), x3), y) in blocks {
+                    let qs = [&x0.qs, &x1.qs, &x2.qs, &x3.qs];
+                    acc = q4_0_block4(acc, qs, [x0.d, x1.d, x2.d, x3.d], y);
+                }
+                // SAFETY: `o` is four writable floats (a whole chunk of `chunks_exact_mut(4)`).
+                unsafe { vst1q_f32(o.as_mut_ptr(), acc) };
+            }
+            let rest = rows.remainder().chunks_exact(w_row);
+            for (o, row) in groups.into_remainder().iter_mut().zip(rest) {
+                *o = dot_q4_0(as_blocks(row), act);
+            }
+        }
+
+        /// A row's quants minus 8: elements 0-15 and 16-31 of a Q4_0 block.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn quants_q4_0(qs: &[u8; 16]) -> [int8x16_t; 2] {
+            let (l, h) = nibbles(qs);
+            [vsubq_s8(l, vdupq_n_s8(8)), vsubq_s8(h, vdupq_n_s8(8))]
+        }
+
+        /// One block column of four Q4_0 rows (quants `qs[r]`, f16 scales `d[r]`) against the
+        /// activation block `y`: lane r of `acc` becomes `fma(isum_r, xd_r · yd, acc_r)`, the
+        /// blockwise step, with one multiply and one fused multiply-add for the four rows.
+        /// Shared with the interleaved kernels, so Q4_0_X4 gives these bits by construction.
+        #[target_feature(enable = $features)]
+        #[inline]
+        pub(in crate::quant::kernels) fn q4_0_block4(
+            acc: float32x4_t,
+            qs: [&[u8; 16]; 4],
+            d: [[u8; 2]; 4],
+            y: &BlockQ8_0,
+        ) -> float32x4_t {
+            let (yl, yh) = halves(&y.qs);
+            let q = [
+                quants_q4_0(qs[0]),
+                quants_q4_0(qs[1]),
+                quants_q4_0(qs[2]),
+                quants_q4_0(qs[3]),
+            ];
+            let isum = vcvtq_f32_s32($isums_q4_0(q, [yl, yh]));
+            let scale = vmulq_n_f32(super::f16x4_to_f32(d), f16_to_f32(y.d));
+            vfmaq_f32(acc, isum, scale)
+        }
+
+        /// One Q4_0 row in the blockwise order (the rows after the last group of four).
         #[target_feature(enable = $features)]
         fn dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-            let mut acc = acc0();
-            let eight = vdupq_n_s8(8);
+            // Lane 0 carries the chain: a vector fused multiply-add rounds as the scalar one.
+            let mut acc = vdup_n_f32(0.0);
             for (x, y) in x.iter().zip(y) {
-                let (l, h) = nibbles(&x.qs);
                 let (yl, yh) = halves(&y.qs);
-                let zero = vdupq_n_s32(0);
-                let pl = $dot(zero, vsubq_s8(l, eight), yl);
-                let ph = $dot(zero, vsubq_s8(h, eight), yh);
-                fma8(&mut acc, f16_to_f32(x.d) * f16_to_f32(y.d), pl, ph);
+                let isum = $isum_q4_0(quants_q4_0(&x.qs), [yl, yh]) as f32;
+                acc = vfma_n_f32(acc, vdup_n_f32(isum), f16_to_f32(x.d) * f16_to_f32(y.d));
             }
-            super::hsum8(acc.lo, acc.hi) + 0.0
+            vget_lane_f32::<0>(acc)
         }
 
         #[target_feature(enable = $features)]
@@ -466,10 +618,20 @@ macro_rules! neon_family {
     };
 }
 
-mod neon {
-    neon_family!("neon", super::dot_i8_neon);
+pub(super) mod neon {
+    neon_family!(
+        "neon",
+        super::dot_i8_neon,
+        super::isums_q4_0_neon,
+        super::isum_q4_0_neon
+    );
 }
 
-mod neondot {
-    neon_family!("neon,dotprod", super::dot_i8_sdot);
+pub(super) mod neondot {
+    neon_family!(
+        "neon,dotprod",
+        super::dot_i8_sdot,
+        super::isums_q4_0_sdot,
+        super::isum_q4_0_sdot
+    );
 }

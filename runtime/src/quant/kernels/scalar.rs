@@ -318,6 +318,24 @@ pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     sumf
 }
 
+/// Q4_0 weights · Q8_0 activations in the blockwise order every SIMD level runs: per block the
+/// exact integer dot product, then `acc = fma(isum, xd · yd, acc)` (llama.cpp's order for Q4_0 on
+/// x86 and ARM, its repacked kernels; not ggml's 8-lane `vec_dot` order, which it no longer runs
+/// for Q4_0 there). One rounding per block and a scalar chain per row let a kernel put rows or
+/// activation columns in its vector lanes instead of the block's elements.
+pub fn dot_q4_0_blockwise(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut isum = 0i32;
+        for j in 0..QK / 2 {
+            isum += (i32::from(x.qs[j] & 0x0F) - 8) * i32::from(y.qs[j]);
+            isum += (i32::from(x.qs[j] >> 4) - 8) * i32::from(y.qs[j + QK / 2]);
+        }
+        acc = libm::fmaf(isum as f32, f16_to_f32(x.d) * f16_to_f32(y.d), acc);
+    }
+    acc
+}
+
 /// Q4_1 weights · Q8_1 activations; the min term uses the activation's stored d * sum.
 pub fn vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     let mut sumf = 0.0f32;

@@ -16,6 +16,12 @@
 //! - The integer parts of the dot products are exact; the float parts (per-block scales) are
 //!   summed in vector lanes instead of ggml's scalar order. A row's result does not depend on
 //!   which rows it was grouped with.
+//! - Q4_0 runs the blockwise order instead (`scalar::dot_q4_0_blockwise`: per block the exact
+//!   integer sum, then one fused multiply-add per row), which frees the vector lanes from the
+//!   block's elements: matrix × vector puts eight rows in the lanes (`q4_0_bw8`, their quant
+//!   bytes transposed), matrix products sixteen activation columns (`bw_tile_q4_0`, each weight
+//!   dword broadcast against a [`ColBlock`]); prompts ran 1.8× faster (SmolLM2 Q4_0 pp64 375 →
+//!   690 tok/s on Zen 4, decode unchanged).
 //! - The activation quantizers give exactly the reference bytes (blocks holding NaN or infinity
 //!   take the reference code, whose sequential NaN handling no vector order reproduces).
 //!
@@ -741,6 +747,173 @@ macro_rules! tile512_cols {
     }};
 }
 
+/// One block of sixteen activation columns for the blockwise tiles, one column per 32-bit lane:
+/// the quants as eight dwords of four bytes, −offset · Σy (the weight quants' offset taken
+/// through the activation) and the f32 scale. Filled once per matrix product and block chunk,
+/// then shared by every row group, it lets a weight row's four quant bytes be broadcast to all
+/// sixteen lanes: one `vpdpbusd` does four products for sixteen columns, and each column's
+/// integer dot product ends whole in its lane (no reduction).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct ColBlock {
+    q: [[i32; 16]; 8],
+    seed: [i32; 16],
+    d: [f32; 16],
+}
+
+impl ColBlock {
+    const ZERO: ColBlock = ColBlock {
+        q: [[0; 16]; 8],
+        seed: [0; 16],
+        d: [0.0; 16],
+    };
+}
+
+/// Blocks of activation columns prepared at once (2 × 16 × 640 bytes on the stack).
+const BW_CHUNK: usize = 16;
+
+/// Activation columns a blockwise tile takes: two groups of sixteen.
+const BW_COLS: usize = 32;
+
+/// Fewer columns than this run column by column through the matrix-vector kernel (same bits):
+/// a tile's cost per row and block hardly depends on how many of its lanes are in use.
+const BW_MIN_COLS: usize = 8;
+
+/// Fills `out[i]` with blocks `b0 + i` of the `n` (≤ 16) activation columns from `c0`; missing
+/// columns stay zero (their lanes compute zeros that are never stored).
+fn col_blocks(
+    act: &[u8],
+    act_row: usize,
+    c0: usize,
+    n: usize,
+    b0: usize,
+    off: i32,
+    out: &mut [ColBlock],
+) {
+    for cb in out.iter_mut() {
+        *cb = ColBlock::ZERO;
+    }
+    for j in 0..n.min(16) {
+        let Some(row) = act.get((c0 + j) * act_row..(c0 + j + 1) * act_row) else {
+            continue;
+        };
+        let col: &[crate::quant::blocks::BlockQ8_0] = crate::quant::blocks::as_blocks(row);
+        for (cb, yb) in out.iter_mut().zip(col.iter().skip(b0)) {
+            let mut sum = 0i32;
+            for k in 0..8 {
+                let q = [
+                    yb.qs[4 * k],
+                    yb.qs[4 * k + 1],
+                    yb.qs[4 * k + 2],
+                    yb.qs[4 * k + 3],
+                ];
+                cb.q[k][j] = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                sum += i32::from(q[0]) + i32::from(q[1]) + i32::from(q[2]) + i32::from(q[3]);
+            }
+            cb.seed[j] = -off * sum;
+            cb.d[j] = crate::quant::blocks::f16_to_f32(yb.d);
+        }
+    }
+}
+
+/// Blockwise matrix product `out[r * cols + c]` through `$tile` (four rows or one × up to
+/// [`BW_COLS`] columns): columns in groups of 32, blocks in chunks of [`BW_CHUNK`] (the tiles
+/// carry each output's accumulator from chunk to chunk through `out`), all row groups per chunk.
+macro_rules! bw_matmul {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $X:ty,
+     $off:literal, $tile:ident) => {{
+        let rows = $out.len() / $cols;
+        let nb = $w_row / core::mem::size_of::<$X>();
+        let mut prep = [[super::ColBlock::ZERO; super::BW_CHUNK]; 2];
+        let mut c0 = 0;
+        while c0 < $cols {
+            let n = ($cols - c0).min(super::BW_COLS);
+            let mut b0 = 0;
+            while b0 < nb {
+                let nbc = (nb - b0).min(super::BW_CHUNK);
+                for (g, p) in prep.iter_mut().enumerate() {
+                    let ng = n.saturating_sub(16 * g);
+                    super::col_blocks($act, $act_row, c0 + 16 * g, ng, b0, $off, &mut p[..nbc]);
+                }
+                let y = [&prep[0][..nbc], &prep[1][..nbc]];
+                let part = |r: usize| -> &[$X] {
+                    let row = $w.get(r * $w_row..(r + 1) * $w_row).unwrap_or(&[]);
+                    as_blocks::<$X>(row).get(b0..b0 + nbc).unwrap_or(&[])
+                };
+                let mut r0 = 0;
+                while r0 + 4 <= rows {
+                    let x = [part(r0), part(r0 + 1), part(r0 + 2), part(r0 + 3)];
+                    let at = [
+                        r0 * $cols + c0,
+                        (r0 + 1) * $cols + c0,
+                        (r0 + 2) * $cols + c0,
+                        (r0 + 3) * $cols + c0,
+                    ];
+                    $tile::<4>(x, y, $out, at, n, b0 == 0);
+                    r0 += 4;
+                }
+                while r0 < rows {
+                    $tile::<1>([part(r0)], y, $out, [r0 * $cols + c0], n, b0 == 0);
+                    r0 += 1;
+                }
+                b0 += nbc;
+            }
+            c0 += super::BW_COLS;
+        }
+    }};
+}
+
+/// Blockwise matrix product for few columns: each column through the four-row matrix-vector
+/// kernel `$kernel` (the same bits), the four rows staying in L1 across the columns.
+macro_rules! bw_columns {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
+        let rows = $out.len() / $cols;
+        let row = |r: usize| as_blocks($w.get(r * $w_row..(r + 1) * $w_row).unwrap_or(&[]));
+        let mut r0 = 0;
+        while r0 < rows {
+            let k = (rows - r0).min(4);
+            let x = [
+                row(r0),
+                row(r0 + 1.min(k - 1)),
+                row(r0 + 2.min(k - 1)),
+                row(r0 + 3.min(k - 1)),
+            ];
+            for c in 0..$cols {
+                let y = as_blocks($act.get(c * $act_row..(c + 1) * $act_row).unwrap_or(&[]));
+                let v = $kernel(x, y);
+                for i in 0..k {
+                    $out[(r0 + i) * $cols + c] = v[i];
+                }
+            }
+            r0 += 4;
+        }
+    }};
+}
+
+/// `rows4!` with eight streams (rows i, q + i, …, 7q + i) for an eight-row kernel; the
+/// rows past the last whole group of eight go one by one through the four-row `$one`.
+macro_rules! eighths {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident, $one:ident) => {{
+        let act = as_blocks($act);
+        let q = $out.len() / 8;
+        let (o8, o_rest) = $out.split_at_mut(8 * q);
+        let (w8, w_rest) = $w.split_at(8 * q * $w_row);
+        let part = q * $w_row;
+        for i in 0..q {
+            let at = |k: usize| as_blocks(&w8[k * part + i * $w_row..k * part + (i + 1) * $w_row]);
+            let x = [at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7)];
+            let r = $kernel(x, act);
+            for (k, v) in r.into_iter().enumerate() {
+                o8[k * q + i] = v;
+            }
+        }
+        for (o, row) in o_rest.iter_mut().zip(w_rest.chunks_exact($w_row)) {
+            let x = as_blocks(row);
+            *o = $one([x, x, x, x], act)[0];
+        }
+    }};
+}
+
 /// Whether the 32-element quants keep ggml's 256-bit summation order on AVX-512 (see `matvec`).
 const EXACT: bool = true;
 
@@ -760,11 +933,10 @@ macro_rules! avx512_family {
                 // ggml's AVX-512 builds run its 256-bit kernels for the 32-element quants; using
                 // the same order (one 8-lane accumulator per row) keeps our logits bit-identical
                 // to llama.cpp's, which is worth more than the 512-bit kernels' few percent.
-                GgmlType::Q4_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_0),
+                GgmlType::Q4_0 => eighths!(out, w, w_row, act, q4_0_bw8, q4_0_bw4),
                 GgmlType::Q4_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_1),
-                GgmlType::Q4_0 => rows4_wide!(out, w, w_row, act, wide_q4_0),
                 GgmlType::Q4_1 => rows4_wide!(out, w, w_row, act, wide_q4_1),
                 GgmlType::Q5_0 => rows4_wide!(out, w, w_row, act, wide_q5_0),
                 GgmlType::Q5_1 => rows4_wide!(out, w, w_row, act, wide_q5_1),
@@ -787,20 +959,18 @@ macro_rules! avx512_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 if $vnni => tiles512!(
+                GgmlType::Q4_0 if cols >= super::BW_MIN_COLS => bw_matmul!(
                     out,
                     w,
                     w_row,
                     act,
                     act_row,
                     cols,
-                    tile_q4_0,
-                    rows_q4_0,
-                    super::TILE_PAIRS_VNNI
+                    BlockQ4_0,
+                    8,
+                    bw_tile_q4_0
                 ),
-                GgmlType::Q4_0 => {
-                    tiles512!(out, w, w_row, act, act_row, cols, tile_q4_0, rows_q4_0)
-                }
+                GgmlType::Q4_0 => bw_columns!(out, w, w_row, act, act_row, cols, q4_0_bw4),
                 GgmlType::Q4_1 if $vnni => tiles512!(
                     out,
                     w,
@@ -886,19 +1056,85 @@ macro_rules! avx512_family {
             $mul512(_mm512_abs_epi8(x), y)
         }
 
-        legacy_tile512!(
-            $features,
-            tile_q4_0,
-            BlockQ4_0,
-            BlockQ8_0,
-            |x| nibbles32x2(&x.qs),
-            dp_us8_512,
-            dp_us8_512,
-            8,
-            |x| u32::from(u16::from_le_bytes(x.d)),
-            |y| u32::from(u16::from_le_bytes(y.d)),
-            false
-        );
+        /// `bw_tile_q4_0_256` with sixteen columns per 512-bit vector.
+        #[target_feature(enable = $features)]
+        fn bw_tile_q4_0<const R: usize>(
+            x: [&[BlockQ4_0]; R],
+            y: [&[super::ColBlock]; 2],
+            out: &mut [f32],
+            at: [usize; R],
+            n: usize,
+            first: bool,
+        ) {
+            let nb = x
+                .iter()
+                .fold(y[0].len().min(y[1].len()), |n, x| n.min(x.len()));
+            let n = n.min(super::BW_COLS);
+            let mut t = [[0.0f32; super::BW_COLS]; R];
+            if !first {
+                for r in 0..R {
+                    if let Some(o) = out.get(at[r]..at[r] + n) {
+                        t[r][..n].copy_from_slice(o);
+                    }
+                }
+            }
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for r in 0..R {
+                for g in 0..2 {
+                    // SAFETY: 16 readable floats of `t[r]`; no alignment requirement.
+                    acc[r][g] = unsafe { _mm512_loadu_ps(t[r][16 * g..].as_ptr()) };
+                }
+            }
+            let m4 = _mm_set1_epi8(0x0F);
+            for b in 0..nb {
+                let mut quads = [[0i32; 8]; R];
+                let mut xd = [0.0f32; R];
+                for r in 0..R {
+                    let xb = &x[r][b];
+                    let raw = load16(&xb.qs);
+                    let lo = _mm_and_si128(raw, m4);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+                    // SAFETY: `quads[r]` is 8 writable i32 (32 bytes); no alignment requirement.
+                    unsafe {
+                        _mm_storeu_si128(quads[r].as_mut_ptr().cast(), lo);
+                        _mm_storeu_si128(quads[r].as_mut_ptr().add(4).cast(), hi);
+                    }
+                    xd[r] = h2f(xb.d);
+                }
+                for g in 0..2 {
+                    let yb = &y[g][b];
+                    let mut qy = [_mm512_setzero_si512(); 8];
+                    // SAFETY: `ColBlock` rows are 64 readable, 64-byte-aligned bytes.
+                    let (seed, yd) = unsafe {
+                        for k in 0..8 {
+                            qy[k] = _mm512_load_si512(yb.q[k].as_ptr().cast());
+                        }
+                        (
+                            _mm512_load_si512(yb.seed.as_ptr().cast()),
+                            _mm512_load_ps(yb.d.as_ptr()),
+                        )
+                    };
+                    for r in 0..R {
+                        let mut dot = seed;
+                        for k in 0..8 {
+                            dot = dp_us8_512(dot, _mm512_set1_epi32(quads[r][k]), qy[k]);
+                        }
+                        let d = _mm512_mul_ps(_mm512_set1_ps(xd[r]), yd);
+                        acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc[r][g]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for g in 0..2 {
+                    // SAFETY: 16 writable floats of `t[r]`; no alignment requirement.
+                    unsafe { _mm512_storeu_ps(t[r][16 * g..].as_mut_ptr(), acc[r][g]) };
+                }
+                if let Some(o) = out.get_mut(at[r]..at[r] + n) {
+                    o.copy_from_slice(&t[r][..n]);
+                }
+            }
+        }
+
         legacy_tile512!(
             $features,
             tile_q4_1,
@@ -1010,20 +1246,6 @@ macro_rules! avx512_family {
             _mm256_maskz_mov_epi8(u32::from_le_bytes(a), _mm256_set1_epi8(0x10))
         }
 
-        legacy_rows512!(
-            $features,
-            wide_q4_0,
-            BlockQ4_0,
-            BlockQ8_0,
-            |a, b| nibbles64(&a.qs, &b.qs),
-            nibbles32(&a.qs),
-            $mul512,
-            $mul256,
-            8,
-            |x| u32::from(u16::from_le_bytes(x.d)),
-            |y| u32::from(u16::from_le_bytes(y.d)),
-            false
-        );
         legacy_rows512!(
             $features,
             wide_q4_1,
@@ -1152,7 +1374,7 @@ macro_rules! avx2_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => rows4!(out, w, w_row, act, rows_q4_0),
+                GgmlType::Q4_0 => eighths!(out, w, w_row, act, q4_0_bw8, q4_0_bw4),
                 GgmlType::Q4_1 => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 => rows4!(out, w, w_row, act, rows_q5_1),
@@ -1181,7 +1403,18 @@ macro_rules! avx2_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_0),
+                GgmlType::Q4_0 if cols >= super::BW_MIN_COLS => bw_matmul!(
+                    out,
+                    w,
+                    w_row,
+                    act,
+                    act_row,
+                    cols,
+                    BlockQ4_0,
+                    8,
+                    bw_tile_q4_0_256
+                ),
+                GgmlType::Q4_0 => bw_columns!(out, w, w_row, act, act_row, cols, q4_0_bw4),
                 GgmlType::Q4_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q4_1),
                 GgmlType::Q5_0 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_0),
                 GgmlType::Q5_1 => tiles!(out, w, w_row, act, act_row, cols, rows_q5_1),
@@ -1350,21 +1583,222 @@ macro_rules! avx2_family {
             hsum_ps(_mm256_add_ps(a.v, b.v)) + (a.s + b.s)
         }
 
+        // ---------------- blockwise Q4_0 (see `scalar::dot_q4_0_blockwise`)
+
+        /// Four Q4_0 rows × one Q8_0 activation in the blockwise order: per block the four rows'
+        /// exact integer dot products reduced into one vector [r0, r1, r2, r3], then one 4-lane
+        /// `acc = fma(isum, xd · yd, acc)`.
+        #[target_feature(enable = $features)]
+        fn q4_0_bw4(x: [&[BlockQ4_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let mut acc = _mm_setzero_ps();
+            for b in 0..nb {
+                let yb = &y[b];
+                let qy = load32i(&yb.qs);
+                // −8 · Σy per lane: the quants' offset, once for the four rows.
+                let s = _mm256_slli_epi32::<3>($mul_sum_us8(_mm256_set1_epi8(1), qy));
+                let seed = _mm256_sub_epi32(_mm256_setzero_si256(), s);
+                let d0 = $dp_us8(seed, nibbles32(&x[0][b].qs), qy);
+                let d1 = $dp_us8(seed, nibbles32(&x[1][b].qs), qy);
+                let d2 = $dp_us8(seed, nibbles32(&x[2][b].qs), qy);
+                let d3 = $dp_us8(seed, nibbles32(&x[3][b].qs), qy);
+                let t01 =
+                    _mm256_add_epi32(_mm256_unpacklo_epi32(d0, d1), _mm256_unpackhi_epi32(d0, d1));
+                let t23 =
+                    _mm256_add_epi32(_mm256_unpacklo_epi32(d2, d3), _mm256_unpackhi_epi32(d2, d3));
+                let u = _mm256_add_epi32(
+                    _mm256_unpacklo_epi64(t01, t23),
+                    _mm256_unpackhi_epi64(t01, t23),
+                );
+                let isum =
+                    _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256::<1>(u));
+                let h = [
+                    u16::from_le_bytes(x[0][b].d) as i16,
+                    u16::from_le_bytes(x[1][b].d) as i16,
+                    u16::from_le_bytes(x[2][b].d) as i16,
+                    u16::from_le_bytes(x[3][b].d) as i16,
+                ];
+                let xd = _mm_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], 0, 0, 0, 0));
+                let d = _mm_mul_ps(xd, _mm_set1_ps(h2f(yb.d)));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), d, acc);
+            }
+            let mut out = [0.0f32; 4];
+            // SAFETY: `out` is 4 writable floats; the store has no alignment requirement.
+            unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
+            out
+        }
+
+        /// Eight Q4_0 rows × one Q8_0 activation in the blockwise order with one row per lane:
+        /// the eight rows' 16 quant bytes are transposed into four vectors (dword j of every
+        /// row), so each activation dword is broadcast once for all eight rows and each row's
+        /// exact integer dot product builds up in its own lane (no reduction); then one 8-lane
+        /// `fma(isum, xd · yd, acc)` per block.
+        #[target_feature(enable = $features)]
+        fn q4_0_bw8(x: [&[BlockQ4_0]; 8], y: &[BlockQ8_0]) -> [f32; 8] {
+            let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let yb = &y[b];
+                let qy = load32i(&yb.qs);
+                let ysum = hsum_epi32($mul_sum_us8(_mm256_set1_epi8(1), qy));
+                let mut yw = [0i32; 8];
+                for (j, w) in yw.iter_mut().enumerate() {
+                    let q = &yb.qs[4 * j..4 * j + 4];
+                    *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                }
+                let mut a = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    a[k] = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(load16(&x[k][b].qs)),
+                        load16(&x[k + 4][b].qs),
+                    );
+                }
+                let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
+                let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+                let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
+                let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+                let tr = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
+                ];
+                // Two chains of dependent dot products instead of one long one.
+                let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
+                for j in 0..4 {
+                    let lo = _mm256_and_si256(tr[j], m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
+                    dot[0] = $dp_us8(dot[0], lo, _mm256_set1_epi32(yw[j]));
+                    dot[1] = $dp_us8(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
+                }
+                let dot = _mm256_add_epi32(dot[0], dot[1]);
+                // The scales: word 0 of each row's first 16 bytes, gathered by the same
+                // interleaving steps.
+                let mut s = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    s[k] = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(load16(head16(&x[k][b]))),
+                        load16(head16(&x[k + 4][b])),
+                    );
+                }
+                let s01 = _mm256_unpacklo_epi16(s[0], s[1]);
+                let s23 = _mm256_unpacklo_epi16(s[2], s[3]);
+                let s = _mm256_permute4x64_epi64::<0b1000>(_mm256_unpacklo_epi32(s01, s23));
+                let xd = _mm256_cvtph_ps(_mm256_castsi256_si128(s));
+                let d = _mm256_mul_ps(xd, _mm256_set1_ps(h2f(yb.d)));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc);
+            }
+            let mut out = [0.0f32; 8];
+            store_ps(acc, &mut out);
+            out
+        }
+
+        /// `R` Q4_0 rows × up to 32 prepared activation columns ([`super::ColBlock`]) in the
+        /// blockwise order, 8 columns per vector: per (row, block) the 16 quant bytes are split
+        /// into eight dwords of four quants, each broadcast against eight columns' matching
+        /// dwords, so each column's exact integer dot product builds up in its own lane; then
+        /// one `fma(isum, xd · yd, acc)` per lane. Continues from `out[at[r]..at[r] + n]` unless
+        /// `first`.
+        #[target_feature(enable = $features)]
+        fn bw_tile_q4_0_256<const R: usize>(
+            x: [&[BlockQ4_0]; R],
+            y: [&[super::ColBlock]; 2],
+            out: &mut [f32],
+            at: [usize; R],
+            n: usize,
+            first: bool,
+        ) {
+            let nb = x
+                .iter()
+                .fold(y[0].len().min(y[1].len()), |n, x| n.min(x.len()));
+            let n = n.min(super::BW_COLS);
+            let mut t = [[0.0f32; super::BW_COLS]; R];
+            if !first {
+                for r in 0..R {
+                    if let Some(o) = out.get(at[r]..at[r] + n) {
+                        t[r][..n].copy_from_slice(o);
+                    }
+                }
+            }
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
+            for r in 0..R {
+                for h in 0..4 {
+                    acc[r][h] = load_ps(t[r][8 * h..8 * h + 8].try_into().unwrap_or(&[0.0; 8]));
+                }
+            }
+            let m4 = _mm_set1_epi8(0x0F);
+            for b in 0..nb {
+                let mut quads = [[0i32; 8]; R];
+                let mut xd = [0.0f32; R];
+                for r in 0..R {
+                    let xb = &x[r][b];
+                    let raw = load16(&xb.qs);
+                    let lo = _mm_and_si128(raw, m4);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+                    // SAFETY: `quads[r]` is 8 writable i32 (32 bytes); no alignment requirement.
+                    unsafe {
+                        _mm_storeu_si128(quads[r].as_mut_ptr().cast(), lo);
+                        _mm_storeu_si128(quads[r].as_mut_ptr().add(4).cast(), hi);
+                    }
+                    xd[r] = h2f(xb.d);
+                }
+                for h in 0..4 {
+                    let yb = &y[h / 2][b];
+                    let lane = 8 * (h % 2);
+                    let mut qy = [_mm256_setzero_si256(); 8];
+                    for k in 0..8 {
+                        qy[k] = load8_epi32(yb.q[k][lane..lane + 8].try_into().unwrap_or(&[0; 8]));
+                    }
+                    let seed = load8_epi32(yb.seed[lane..lane + 8].try_into().unwrap_or(&[0; 8]));
+                    let yd = load_ps(yb.d[lane..lane + 8].try_into().unwrap_or(&[0.0; 8]));
+                    for r in 0..R {
+                        let mut dot = seed;
+                        for k in 0..8 {
+                            dot = $dp_us8(dot, _mm256_set1_epi32(quads[r][k]), qy[k]);
+                        }
+                        let d = _mm256_mul_ps(_mm256_set1_ps(xd[r]), yd);
+                        acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[r][h]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for h in 0..4 {
+                    store_ps(
+                        acc[r][h],
+                        (&mut t[r][8 * h..8 * h + 8])
+                            .try_into()
+                            .unwrap_or(&mut [0.0; 8]),
+                    );
+                }
+                if let Some(o) = out.get_mut(at[r]..at[r] + n) {
+                    o.copy_from_slice(&t[r][..n]);
+                }
+            }
+        }
+
+        /// A Q4_0 block's first 16 bytes (its scale and 14 quant bytes).
+        #[inline(always)]
+        fn head16(b: &BlockQ4_0) -> &[u8; 16] {
+            bytemuck::bytes_of(b)[..16].try_into().unwrap_or(&[0; 16])
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn load8_epi32(v: &[i32; 8]) -> __m256i {
+            // SAFETY: `v` is 32 readable bytes; the load has no alignment requirement.
+            unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn store_ps(v: __m256, x: &mut [f32; 8]) {
+            // SAFETY: `x` is 8 writable floats; the store has no alignment requirement.
+            unsafe { _mm256_storeu_ps(x.as_mut_ptr(), v) }
+        }
+
         // ---------------- legacy quants (blocks of 32)
 
-        legacy_rows!(
-            $features,
-            rows_q4_0,
-            BlockQ4_0,
-            BlockQ8_0,
-            |x| nibbles32(&x.qs),
-            $mul_sum_us8,
-            $dp_us8,
-            8,
-            |x| u32::from(u16::from_le_bytes(x.d)),
-            |y| u32::from(u16::from_le_bytes(y.d)),
-            false
-        );
         legacy_rows!(
             $features,
             rows_q4_1,

@@ -1,7 +1,8 @@
 //! aarch64 kernels for the interleaved types: per row, the plain NEON / dotprod kernels'
 //! operations of `kernels/aarch64.rs` (eight float lanes as two vectors, a fused multiply-add of
 //! the converted integer lanes and the scalar `xd · yd`, x86's final reduction), with each
-//! activation block loaded once for the group's four rows.
+//! activation block loaded once for the group's four rows. Q4_0_X4 runs the plain kernels'
+//! blockwise Q4_0 step itself (rows in the lanes), reading the group's scales with one load.
 
 use super::Isa;
 use crate::quant::GgmlType;
@@ -30,7 +31,7 @@ pub(super) fn matvec(
 
 /// Stamps a level's kernels with its i8 dot product.
 macro_rules! family {
-    ($features:literal, $dot:path) => {
+    ($features:literal, $dot:path, $q4_0_block4:path) => {
         use crate::quant::blocks::*;
         use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
         use crate::quant::GgmlType;
@@ -97,7 +98,11 @@ macro_rules! family {
         #[target_feature(enable = $features)]
         #[inline]
         fn finish(acc: [[float32x4_t; 2]; 4]) -> [f32; 4] {
-            acc.map(|a| crate::quant::kernels::aarch64::hsum8(a[0], a[1]))
+            let mut out = [0f32; 4];
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = crate::quant::kernels::aarch64::hsum8(a[0], a[1]);
+            }
+            out
         }
 
         /// `a += d · (lo, hi)`, fused.
@@ -110,20 +115,15 @@ macro_rules! family {
 
         #[target_feature(enable = $features)]
         fn q4_0(x: &[BlockQ4_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
-            let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
-            let eight = vdupq_n_s8(8);
+            let mut acc = vdupq_n_f32(0.0);
             for (x, y) in x.iter().zip(y) {
-                let (yl, yh) = halves(&y.qs);
-                let yd = f16_to_f32(y.d);
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let (l, h) = nibbles(&x.qs[r]);
-                    let zero = vdupq_n_s32(0);
-                    let pl = $dot(zero, vsubq_s8(l, eight), yl);
-                    let ph = $dot(zero, vsubq_s8(h, eight), yh);
-                    fma8(a, f16_to_f32(x.d[r]) * yd, pl, ph);
-                }
+                let qs = [&x.qs[0], &x.qs[1], &x.qs[2], &x.qs[3]];
+                acc = $q4_0_block4(acc, qs, x.d, y);
             }
-            finish(acc).map(|v| v + 0.0)
+            let mut out = [0f32; 4];
+            // SAFETY: `out` is four writable floats.
+            unsafe { vst1q_f32(out.as_mut_ptr(), acc) };
+            out
         }
 
         #[target_feature(enable = $features)]
@@ -167,9 +167,17 @@ macro_rules! family {
 }
 
 mod neon {
-    family!("neon", crate::quant::kernels::aarch64::dot_i8_neon);
+    family!(
+        "neon",
+        crate::quant::kernels::aarch64::dot_i8_neon,
+        crate::quant::kernels::aarch64::neon::q4_0_block4
+    );
 }
 
 mod neondot {
-    family!("neon,dotprod", crate::quant::kernels::aarch64::dot_i8_sdot);
+    family!(
+        "neon,dotprod",
+        crate::quant::kernels::aarch64::dot_i8_sdot,
+        crate::quant::kernels::aarch64::neondot::q4_0_block4
+    );
 }

@@ -4,7 +4,8 @@
 //! Each row's result is bit-identical to the plain kernel of the same level on the same row: the
 //! same integer sums, the same float operations in the same order (the scalar kernels here follow
 //! `scalar`'s per-block expressions; the x86 and aarch64 ones the per-row accumulators of `x86` /
-//! `aarch64`). Only the addressing and the shared loads differ. `runtime/tests/layout.rs` checks
+//! `aarch64`, and for Q4_0 their blockwise order with the rows in the vector lanes). Only the
+//! addressing and the shared loads differ. `runtime/tests/layout.rs` checks
 //! SIMD == scalar per level and interleaved == plain.
 
 #[cfg(target_arch = "aarch64")]

@@ -1,7 +1,8 @@
 //! x86-64 kernels for the interleaved types, one module per level as in `kernels::x86`.
 //!
-//! Per row they repeat the plain 32-element kernels' arithmetic (`legacy_rows!` in
-//! `kernels/x86.rs`, which every level runs, AVX-512 included): per block, the exact i32 lane sums
+//! Per row they repeat the plain kernels' arithmetic: Q4_0 in the blockwise order (`q4_0_bw8`
+//! in `kernels/x86.rs`); Q4_1 and Q8_0 in `legacy_rows!`'s (which every level runs, AVX-512
+//! included): per block, the exact i32 lane sums
 //! of four products, converted, times the f16 scale product `xd · yd`, fused into one 8-lane
 //! accumulator; then the same horizontal sum, plus the mins' `xm · ys` summed block by block.
 //! What the layout adds: one load of four scales (and mins) converted together, one activation
@@ -63,7 +64,21 @@ macro_rules! family {
                 }};
             }
             match ty {
-                GgmlType::Q4_0_X4 => groups!(q4_0),
+                GgmlType::Q4_0_X4 => {
+                    let act = as_blocks(act);
+                    let gb = 4 * w_row;
+                    let mut o8 = out.chunks_exact_mut(8);
+                    let mut g2 = w.chunks_exact(2 * gb);
+                    for (o, g) in (&mut o8).zip(&mut g2) {
+                        let (a, b) = g.split_at(gb);
+                        o.copy_from_slice(&q4_0x2([as_blocks(a), as_blocks(b)], act));
+                    }
+                    let rest = o8.into_remainder();
+                    if let Some(g) = g2.remainder().get(..gb) {
+                        let r = q4_0x2([as_blocks(g), as_blocks(g)], act);
+                        rest.copy_from_slice(&r[..rest.len().min(4)]);
+                    }
+                }
                 GgmlType::Q4_1_X4 => groups!(q4_1),
                 GgmlType::Q8_0_X4 => groups!(q8_0),
                 _ => return false,
@@ -153,25 +168,67 @@ macro_rules! family {
             out
         }
 
+        /// Two groups (eight rows) of Q4_0 in the blockwise order of the plain kernels
+        /// (`q4_0_bw8` in `kernels/x86.rs`): the eight rows' quant bytes transposed into four
+        /// vectors of one dword per row, each activation dword broadcast once for all rows, each
+        /// row's exact integer dot product in its own lane, then one 8-lane
+        /// `fma(isum, xd · yd, acc)` per block; the group's four scales are one load.
         #[target_feature(enable = $features)]
-        fn q4_0(x: &[BlockQ4_0x4], y: &[BlockQ8_0]) -> [f32; 4] {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (xb, yb) in x.iter().zip(y) {
-                let d = _mm_mul_ps(h4(&xb.d), _mm_set1_ps(h2f(yb.d)));
+        fn q4_0x2(x: [&[BlockQ4_0x4]; 2], y: &[BlockQ8_0]) -> [f32; 8] {
+            let nb = x[0].len().min(x[1].len()).min(y.len());
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (g0, g1, yb) = (&x[0][b], &x[1][b], &y[b]);
                 let qy = load32i(&yb.qs);
-                // The quants' offset of 8 times the activation sum, once for the four rows: each
-                // row's dot product starts from −8 · Σy (the same integers as a subtraction).
-                let ysum = _mm256_slli_epi32::<3>($mul(_mm256_set1_epi8(1), qy));
-                let seed = _mm256_sub_epi32(_mm256_setzero_si256(), ysum);
-                let dot = [
-                    $dp(seed, nibbles32(&xb.qs[0]), qy),
-                    $dp(seed, nibbles32(&xb.qs[1]), qy),
-                    $dp(seed, nibbles32(&xb.qs[2]), qy),
-                    $dp(seed, nibbles32(&xb.qs[3]), qy),
+                let ysum = hsum_epi32($mul(_mm256_set1_epi8(1), qy));
+                let mut yw = [0i32; 8];
+                for (j, w) in yw.iter_mut().enumerate() {
+                    let q = &yb.qs[4 * j..4 * j + 4];
+                    *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                }
+                let mut a = [_mm256_setzero_si256(); 4];
+                for k in 0..4 {
+                    a[k] = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(load16(&g0.qs[k])),
+                        load16(&g1.qs[k]),
+                    );
+                }
+                let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
+                let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+                let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
+                let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+                let tr = [
+                    _mm256_unpacklo_epi64(t0, t2),
+                    _mm256_unpackhi_epi64(t0, t2),
+                    _mm256_unpacklo_epi64(t1, t3),
+                    _mm256_unpackhi_epi64(t1, t3),
                 ];
-                fma4(&mut acc, d, dot);
+                let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
+                for j in 0..4 {
+                    let lo = _mm256_and_si256(tr[j], m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
+                    dot[0] = $dp(dot[0], lo, _mm256_set1_epi32(yw[j]));
+                    dot[1] = $dp(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
+                }
+                let dot = _mm256_add_epi32(dot[0], dot[1]);
+                let bits = |g: &BlockQ4_0x4| i64::from_le_bytes(bytemuck::cast(g.d));
+                let xd = _mm256_cvtph_ps(_mm_set_epi64x(bits(g1), bits(g0)));
+                let d = _mm256_mul_ps(xd, _mm256_set1_ps(h2f(yb.d)));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc);
             }
-            finish(acc, [0.0; 4])
+            let mut out = [0.0f32; 8];
+            // SAFETY: `out` is 8 writable floats; the store has no alignment requirement.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+            out
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn hsum_epi32(v: __m256i) -> i32 {
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
         }
 
         #[target_feature(enable = $features)]
