@@ -389,16 +389,26 @@ fn matmul_interleaved(
     if group == 0 || !w.len().is_multiple_of(group) || out.len() != w.len() / w_row * cols {
         return false;
     }
+    // Groups put back into plain rows per call: enough rows that the plain kernels' per-call
+    // work on the activation (the blockwise tiles prepare every column's blocks) is shared.
+    const GROUPS: usize = 32;
     PLAIN.with(|plain| {
         let Ok(mut plain) = plain.try_borrow_mut() else {
             return false;
         };
-        if plain.len() < group {
-            plain.resize(group, 0);
+        if plain.len() < GROUPS * group {
+            plain.resize(GROUPS * group, 0);
         }
-        let plain = &mut plain[..group];
-        for (g, o) in w.chunks_exact(group).zip(out.chunks_exact_mut(r * cols)) {
-            if crate::quant::layout::deinterleave(ty, n, g, plain).is_err() {
+        for (gs, o) in w
+            .chunks(GROUPS * group)
+            .zip(out.chunks_mut(GROUPS * r * cols))
+        {
+            let plain = &mut plain[..gs.len()];
+            let mut ok = true;
+            for (g, p) in gs.chunks_exact(group).zip(plain.chunks_exact_mut(group)) {
+                ok &= crate::quant::layout::deinterleave(ty, n, g, p).is_ok();
+            }
+            if !ok {
                 o.fill(f32::NAN);
                 continue;
             }
