@@ -367,12 +367,7 @@ fn q4_0_logits_agree_with_llama_cpp() {
     let tokens = ids(&r["tokens"]);
     let (am, lp) = edgelm_suite::teacher_forced(&ModelVec::load(&g).unwrap(), &tokens);
     let ref_am = ids(&r["argmax"]);
-    let ref_lp: Vec<f64> = r["logprob_next"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let ref_lp = edgelm_suite::floats(&r["logprob_next"]);
     let agree = am.iter().zip(&ref_am).filter(|(a, b)| a == b).count();
     let ppl = |lp: &[f64]| (-lp.iter().sum::<f64>() / lp.len() as f64).exp();
     let (p, p_ref) = (ppl(&lp), ppl(&ref_lp));

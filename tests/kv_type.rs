@@ -8,18 +8,9 @@ use edgelm::kv::KvType;
 use edgelm::model::ModelVec;
 use edgelm::quant::{dequantize_row, GgmlType};
 use edgelm_suite::{
-    argmax, ids, logprob, read, reference, smollm2, teacher_forced, teacher_forced_logits,
+    argmax, floats, ids, logprob, read, reference, smollm2, teacher_forced, teacher_forced_logits,
     teacher_forced_logits_f32kv,
 };
-use serde_json::Value;
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 /// Argmax per position and log-probability of the next token, from full logits.
 fn argmax_logprobs(logits: &[Vec<f32>], tokens: &[u32]) -> (Vec<u32>, Vec<f64>) {

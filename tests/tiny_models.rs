@@ -9,17 +9,10 @@ use edgelm::model::{Activation, Arch, ModelVec, RopeKind, ACTIVATION_KEY};
 use edgelm::plan::{plan, plan_with, PlanError};
 use edgelm::quant::{dequantize_row, GgmlType};
 use edgelm_suite::{
-    argmax, ids, logprob, read, reference, repo_root, teacher_forced, teacher_forced_logits_f32kv,
+    argmax, floats, ids, logprob, read, reference, repo_root, teacher_forced,
+    teacher_forced_logits_f32kv,
 };
 use serde_json::Value;
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 /// Argmax agreement with a reference (`r` holds `argmax` and `logprob_next`) and the largest
 /// |Δ logprob_next|.

@@ -47,6 +47,15 @@ pub fn reference(rel: &str) -> serde_json::Value {
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
 }
 
+/// A JSON array of numbers (a reference's log-probabilities).
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 /// Reads a whole file (the model bytes for tests that need no mmap).
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))

@@ -816,6 +816,34 @@ fn col_blocks(
     }
 }
 
+/// A blockwise tile's accumulators as floats: `out[at[r]..at[r] + n]` per row (zeros where
+/// `first`, the tile starting the sum), padded to [`BW_COLS`].
+fn tile_start<const R: usize>(
+    out: &[f32],
+    at: [usize; R],
+    n: usize,
+    first: bool,
+) -> [[f32; BW_COLS]; R] {
+    let mut t = [[0.0f32; BW_COLS]; R];
+    if !first {
+        for (t, &at) in t.iter_mut().zip(&at) {
+            if let Some(o) = out.get(at..at + n) {
+                t[..n].copy_from_slice(o);
+            }
+        }
+    }
+    t
+}
+
+/// Writes a blockwise tile's accumulators back (the first `n` columns of each row).
+fn tile_end<const R: usize>(t: &[[f32; BW_COLS]; R], out: &mut [f32], at: [usize; R], n: usize) {
+    for (t, &at) in t.iter().zip(&at) {
+        if let Some(o) = out.get_mut(at..at + n) {
+            o.copy_from_slice(&t[..n]);
+        }
+    }
+}
+
 /// Blockwise matrix product `out[r * cols + c]` through `$tile` (four rows or one × up to
 /// [`BW_COLS`] columns): columns in groups of 32, blocks in chunks of [`BW_CHUNK`] (the tiles
 /// carry each output's accumulator from chunk to chunk through `out`), all row groups per chunk.
@@ -1070,14 +1098,7 @@ macro_rules! avx512_family {
                 .iter()
                 .fold(y[0].len().min(y[1].len()), |n, x| n.min(x.len()));
             let n = n.min(super::BW_COLS);
-            let mut t = [[0.0f32; super::BW_COLS]; R];
-            if !first {
-                for r in 0..R {
-                    if let Some(o) = out.get(at[r]..at[r] + n) {
-                        t[r][..n].copy_from_slice(o);
-                    }
-                }
-            }
+            let mut t = super::tile_start(out, at, n, first);
             let mut acc = [[_mm512_setzero_ps(); 2]; R];
             for r in 0..R {
                 for g in 0..2 {
@@ -1085,21 +1106,11 @@ macro_rules! avx512_family {
                     acc[r][g] = unsafe { _mm512_loadu_ps(t[r][16 * g..].as_ptr()) };
                 }
             }
-            let m4 = _mm_set1_epi8(0x0F);
             for b in 0..nb {
                 let mut quads = [[0i32; 8]; R];
                 let mut xd = [0.0f32; R];
                 for r in 0..R {
-                    let xb = &x[r][b];
-                    let raw = load16(&xb.qs);
-                    let lo = _mm_and_si128(raw, m4);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
-                    // SAFETY: `quads[r]` is 8 writable i32 (32 bytes); no alignment requirement.
-                    unsafe {
-                        _mm_storeu_si128(quads[r].as_mut_ptr().cast(), lo);
-                        _mm_storeu_si128(quads[r].as_mut_ptr().add(4).cast(), hi);
-                    }
-                    xd[r] = h2f(xb.d);
+                    (quads[r], xd[r]) = q4_0_quads(&x[r][b]);
                 }
                 for g in 0..2 {
                     let yb = &y[g][b];
@@ -1129,10 +1140,8 @@ macro_rules! avx512_family {
                     // SAFETY: 16 writable floats of `t[r]`; no alignment requirement.
                     unsafe { _mm512_storeu_ps(t[r][16 * g..].as_mut_ptr(), acc[r][g]) };
                 }
-                if let Some(o) = out.get_mut(at[r]..at[r] + n) {
-                    o.copy_from_slice(&t[r][..n]);
-                }
             }
+            super::tile_end(&t, out, at, n);
         }
 
         legacy_tile512!(
@@ -1585,6 +1594,24 @@ macro_rules! avx2_family {
 
         // ---------------- blockwise Q4_0 (see `scalar::dot_q4_0_blockwise`)
 
+        /// A Q4_0 block's 32 quants in element order as eight dwords of four (low nibbles, then
+        /// high), the u8 operands the blockwise tiles broadcast, and its scale.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn q4_0_quads(xb: &BlockQ4_0) -> ([i32; 8], f32) {
+            let m4 = _mm_set1_epi8(0x0F);
+            let raw = load16(&xb.qs);
+            let lo = _mm_and_si128(raw, m4);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+            let mut q = [0i32; 8];
+            // SAFETY: `q` is 8 writable i32 (32 bytes); no alignment requirement.
+            unsafe {
+                _mm_storeu_si128(q.as_mut_ptr().cast(), lo);
+                _mm_storeu_si128(q.as_mut_ptr().add(4).cast(), hi);
+            }
+            (q, h2f(xb.d))
+        }
+
         /// Four Q4_0 rows × one Q8_0 activation in the blockwise order: per block the four rows'
         /// exact integer dot products reduced into one vector [r0, r1, r2, r3], then one 4-lane
         /// `acc = fma(isum, xd · yd, acc)`.
@@ -1628,6 +1655,43 @@ macro_rules! avx2_family {
             out
         }
 
+        /// The exact integer dot products of eight Q4_0 rows' blocks with activation block `yb`,
+        /// one row per lane: `a[k]` holds the 16 quant bytes of rows k | k + 4, transposed here
+        /// into dword j of every row, each activation dword broadcast once for all eight rows;
+        /// the quants' offset of 8 is −8 · Σy in the first sum. Shared with the interleaved
+        /// kernels (`interleaved/x86.rs`), so both give the same integers.
+        #[target_feature(enable = $features)]
+        #[inline]
+        pub(crate) fn q4_0_isum8(a: [__m256i; 4], yb: &BlockQ8_0) -> __m256i {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let qy = load32i(&yb.qs);
+            let ysum = hsum_epi32($mul_sum_us8(_mm256_set1_epi8(1), qy));
+            let mut yw = [0i32; 8];
+            for (j, w) in yw.iter_mut().enumerate() {
+                let q = &yb.qs[4 * j..4 * j + 4];
+                *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+            }
+            let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
+            let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+            let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
+            let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+            let tr = [
+                _mm256_unpacklo_epi64(t0, t2),
+                _mm256_unpackhi_epi64(t0, t2),
+                _mm256_unpacklo_epi64(t1, t3),
+                _mm256_unpackhi_epi64(t1, t3),
+            ];
+            // Two chains of dependent dot products instead of one long one.
+            let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
+            for j in 0..4 {
+                let lo = _mm256_and_si256(tr[j], m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
+                dot[0] = $dp_us8(dot[0], lo, _mm256_set1_epi32(yw[j]));
+                dot[1] = $dp_us8(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
+            }
+            _mm256_add_epi32(dot[0], dot[1])
+        }
+
         /// Eight Q4_0 rows × one Q8_0 activation in the blockwise order with one row per lane:
         /// the eight rows' 16 quant bytes are transposed into four vectors (dword j of every
         /// row), so each activation dword is broadcast once for all eight rows and each row's
@@ -1636,17 +1700,9 @@ macro_rules! avx2_family {
         #[target_feature(enable = $features)]
         fn q4_0_bw8(x: [&[BlockQ4_0]; 8], y: &[BlockQ8_0]) -> [f32; 8] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
-            let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = _mm256_setzero_ps();
             for b in 0..nb {
                 let yb = &y[b];
-                let qy = load32i(&yb.qs);
-                let ysum = hsum_epi32($mul_sum_us8(_mm256_set1_epi8(1), qy));
-                let mut yw = [0i32; 8];
-                for (j, w) in yw.iter_mut().enumerate() {
-                    let q = &yb.qs[4 * j..4 * j + 4];
-                    *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-                }
                 let mut a = [_mm256_setzero_si256(); 4];
                 for k in 0..4 {
                     a[k] = _mm256_inserti128_si256::<1>(
@@ -1654,25 +1710,7 @@ macro_rules! avx2_family {
                         load16(&x[k + 4][b].qs),
                     );
                 }
-                let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
-                let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-                let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
-                let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-                let tr = [
-                    _mm256_unpacklo_epi64(t0, t2),
-                    _mm256_unpackhi_epi64(t0, t2),
-                    _mm256_unpacklo_epi64(t1, t3),
-                    _mm256_unpackhi_epi64(t1, t3),
-                ];
-                // Two chains of dependent dot products instead of one long one.
-                let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
-                for j in 0..4 {
-                    let lo = _mm256_and_si256(tr[j], m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
-                    dot[0] = $dp_us8(dot[0], lo, _mm256_set1_epi32(yw[j]));
-                    dot[1] = $dp_us8(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
-                }
-                let dot = _mm256_add_epi32(dot[0], dot[1]);
+                let dot = q4_0_isum8(a, yb);
                 // The scales: word 0 of each row's first 16 bytes, gathered by the same
                 // interleaving steps.
                 let mut s = [_mm256_setzero_si256(); 4];
@@ -1713,35 +1751,18 @@ macro_rules! avx2_family {
                 .iter()
                 .fold(y[0].len().min(y[1].len()), |n, x| n.min(x.len()));
             let n = n.min(super::BW_COLS);
-            let mut t = [[0.0f32; super::BW_COLS]; R];
-            if !first {
-                for r in 0..R {
-                    if let Some(o) = out.get(at[r]..at[r] + n) {
-                        t[r][..n].copy_from_slice(o);
-                    }
-                }
-            }
+            let mut t = super::tile_start(out, at, n, first);
             let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for r in 0..R {
                 for h in 0..4 {
                     acc[r][h] = load_ps(t[r][8 * h..8 * h + 8].try_into().unwrap_or(&[0.0; 8]));
                 }
             }
-            let m4 = _mm_set1_epi8(0x0F);
             for b in 0..nb {
                 let mut quads = [[0i32; 8]; R];
                 let mut xd = [0.0f32; R];
                 for r in 0..R {
-                    let xb = &x[r][b];
-                    let raw = load16(&xb.qs);
-                    let lo = _mm_and_si128(raw, m4);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
-                    // SAFETY: `quads[r]` is 8 writable i32 (32 bytes); no alignment requirement.
-                    unsafe {
-                        _mm_storeu_si128(quads[r].as_mut_ptr().cast(), lo);
-                        _mm_storeu_si128(quads[r].as_mut_ptr().add(4).cast(), hi);
-                    }
-                    xd[r] = h2f(xb.d);
+                    (quads[r], xd[r]) = q4_0_quads(&x[r][b]);
                 }
                 for h in 0..4 {
                     let yb = &y[h / 2][b];
@@ -1764,17 +1785,11 @@ macro_rules! avx2_family {
             }
             for r in 0..R {
                 for h in 0..4 {
-                    store_ps(
-                        acc[r][h],
-                        (&mut t[r][8 * h..8 * h + 8])
-                            .try_into()
-                            .unwrap_or(&mut [0.0; 8]),
-                    );
-                }
-                if let Some(o) = out.get_mut(at[r]..at[r] + n) {
-                    o.copy_from_slice(&t[r][..n]);
+                    let v = (&mut t[r][8 * h..8 * h + 8]).try_into();
+                    store_ps(acc[r][h], v.unwrap_or(&mut [0.0; 8]));
                 }
             }
+            super::tile_end(&t, out, at, n);
         }
 
         /// A Q4_0 block's first 16 bytes (its scale and 14 quant bytes).

@@ -37,9 +37,10 @@ pub(super) fn matvec(
     }
 }
 
-/// Stamps a level's kernels: `$mul` sums four u8 × i8 products per i32 lane.
+/// Stamps a level's kernels: `$mul` sums four u8 × i8 products per i32 lane; `$level` is the
+/// plain kernels' module of the same level (its blockwise Q4_0 block step).
 macro_rules! family {
-    ($features:literal, $mul:path, $dp:path) => {
+    ($features:literal, $mul:path, $level:ident) => {
         use crate::quant::blocks::*;
         use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
         use crate::quant::GgmlType;
@@ -185,17 +186,9 @@ macro_rules! family {
         #[target_feature(enable = $features)]
         fn q4_0x2(x: [&[BlockQ4_0x4]; 2], y: &[BlockQ8_0]) -> [f32; 8] {
             let nb = x[0].len().min(x[1].len()).min(y.len());
-            let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = _mm256_setzero_ps();
             for b in 0..nb {
                 let (g0, g1, yb) = (&x[0][b], &x[1][b], &y[b]);
-                let qy = load32i(&yb.qs);
-                let ysum = hsum_epi32($mul(_mm256_set1_epi8(1), qy));
-                let mut yw = [0i32; 8];
-                for (j, w) in yw.iter_mut().enumerate() {
-                    let q = &yb.qs[4 * j..4 * j + 4];
-                    *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-                }
                 let mut a = [_mm256_setzero_si256(); 4];
                 for k in 0..4 {
                     a[k] = _mm256_inserti128_si256::<1>(
@@ -203,24 +196,7 @@ macro_rules! family {
                         load16(&g1.qs[k]),
                     );
                 }
-                let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
-                let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-                let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
-                let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-                let tr = [
-                    _mm256_unpacklo_epi64(t0, t2),
-                    _mm256_unpackhi_epi64(t0, t2),
-                    _mm256_unpacklo_epi64(t1, t3),
-                    _mm256_unpackhi_epi64(t1, t3),
-                ];
-                let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
-                for j in 0..4 {
-                    let lo = _mm256_and_si256(tr[j], m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
-                    dot[0] = $dp(dot[0], lo, _mm256_set1_epi32(yw[j]));
-                    dot[1] = $dp(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
-                }
-                let dot = _mm256_add_epi32(dot[0], dot[1]);
+                let dot = crate::quant::kernels::x86::$level::q4_0_isum8(a, yb);
                 let bits = |g: &BlockQ4_0x4| i64::from_le_bytes(bytemuck::cast(g.d));
                 let xd = _mm256_cvtph_ps(_mm_set_epi64x(bits(g1), bits(g0)));
                 let d = _mm256_mul_ps(xd, _mm256_set1_ps(h2f(yb.d)));
@@ -230,14 +206,6 @@ macro_rules! family {
             // SAFETY: `out` is 8 writable floats; the store has no alignment requirement.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
             out
-        }
-
-        #[target_feature(enable = $features)]
-        #[inline]
-        fn hsum_epi32(v: __m256i) -> i32 {
-            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-            let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
         }
 
         #[target_feature(enable = $features)]
@@ -282,28 +250,21 @@ macro_rules! family {
 }
 
 // The lane products of the plain kernels (`kernels::x86`), shared so both sum alike.
-use crate::quant::kernels::x86::{
-    dp_us8_avx2, dp_us8_avx512vnni, dp_us8_avxvnni, mul_sum_us8_avx2, mul_sum_us8_avx512vnni,
-    mul_sum_us8_avxvnni,
-};
+use crate::quant::kernels::x86::{mul_sum_us8_avx2, mul_sum_us8_avx512vnni, mul_sum_us8_avxvnni};
 
 mod avx2 {
-    family!("avx2,fma,f16c", super::mul_sum_us8_avx2, super::dp_us8_avx2);
+    family!("avx2,fma,f16c", super::mul_sum_us8_avx2, avx2);
 }
 
 mod avxvnni {
-    family!(
-        "avx2,fma,f16c,avxvnni",
-        super::mul_sum_us8_avxvnni,
-        super::dp_us8_avxvnni
-    );
+    family!("avx2,fma,f16c,avxvnni", super::mul_sum_us8_avxvnni, avxvnni);
 }
 
 mod avx512 {
     family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
         super::mul_sum_us8_avx2,
-        super::dp_us8_avx2
+        avx512
     );
 }
 
@@ -311,6 +272,6 @@ mod avx512vnni {
     family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_avx512vnni,
-        super::dp_us8_avx512vnni
+        avx512vnni
     );
 }
