@@ -182,16 +182,6 @@ pub(super) fn isums_q4_0_neon(
     vpaddlq_s16(vpaddq_s16(vpaddq_s16(p[0], p[1]), vpaddq_s16(p[2], p[3])))
 }
 
-/// One row's block of [`isums_q4_0_neon`], reduced to the integer.
-#[target_feature(enable = "neon")]
-#[inline]
-pub(super) fn isum_q4_0_neon(
-    q: [core::arch::aarch64::int8x16_t; 2],
-    y: [core::arch::aarch64::int8x16_t; 2],
-) -> i32 {
-    core::arch::aarch64::vaddlvq_s16(products_q4_0_neon(q[0], q[1], y))
-}
-
 /// Eight i16 lanes summing a block's 32 products, four per lane.
 #[target_feature(enable = "neon")]
 #[inline]
@@ -220,18 +210,6 @@ pub(super) fn isums_q4_0_sdot(
         *p = dot_i8_sdot(dot_i8_sdot(vdupq_n_s32(0), l, y[0]), h, y[1]);
     }
     vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]))
-}
-
-/// [`isum_q4_0_neon`] with `sdot`.
-#[target_feature(enable = "neon,dotprod")]
-#[inline]
-pub(super) fn isum_q4_0_sdot(
-    q: [core::arch::aarch64::int8x16_t; 2],
-    y: [core::arch::aarch64::int8x16_t; 2],
-) -> i32 {
-    use core::arch::aarch64::*;
-    let p = dot_i8_sdot(vdupq_n_s32(0), q[0], y[0]);
-    vaddvq_s32(dot_i8_sdot(p, q[1], y[1]))
 }
 
 /// Four f16 scales widened, the same values as `f16_to_f32` gives (the conversion is exact;
@@ -268,7 +246,7 @@ macro_rules! rows {
 
 /// Stamps a module of kernels compiled for `$features` with the level's i8 dot product.
 macro_rules! neon_family {
-    ($features:literal, $dot:path, $isums_q4_0:path, $isum_q4_0:path) => {
+    ($features:literal, $dot:path, $isums_q4_0:path) => {
         use crate::quant::blocks::*;
         use crate::quant::GgmlType;
         use core::arch::aarch64::*;
@@ -426,17 +404,15 @@ macro_rules! neon_family {
             vfmaq_f32(acc, isum, scale)
         }
 
-        /// One Q4_0 row in the blockwise order (the rows after the last group of four).
+        /// One Q4_0 row in the blockwise order (the rows after the last group of four): the
+        /// four-row step with the row in every lane.
         #[target_feature(enable = $features)]
         fn dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-            // Lane 0 carries the chain: a vector fused multiply-add rounds as the scalar one.
-            let mut acc = vdup_n_f32(0.0);
+            let mut acc = vdupq_n_f32(0.0);
             for (x, y) in x.iter().zip(y) {
-                let (yl, yh) = halves(&y.qs);
-                let isum = $isum_q4_0(quants_q4_0(&x.qs), [yl, yh]) as f32;
-                acc = vfma_n_f32(acc, vdup_n_f32(isum), f16_to_f32(x.d) * f16_to_f32(y.d));
+                acc = q4_0_block4(acc, [&x.qs; 4], [x.d; 4], y);
             }
-            vget_lane_f32::<0>(acc)
+            vgetq_lane_f32::<0>(acc)
         }
 
         #[target_feature(enable = $features)]
@@ -619,19 +595,9 @@ macro_rules! neon_family {
 }
 
 pub(super) mod neon {
-    neon_family!(
-        "neon",
-        super::dot_i8_neon,
-        super::isums_q4_0_neon,
-        super::isum_q4_0_neon
-    );
+    neon_family!("neon", super::dot_i8_neon, super::isums_q4_0_neon);
 }
 
 pub(super) mod neondot {
-    neon_family!(
-        "neon,dotprod",
-        super::dot_i8_sdot,
-        super::isums_q4_0_sdot,
-        super::isum_q4_0_sdot
-    );
+    neon_family!("neon,dotprod", super::dot_i8_sdot, super::isums_q4_0_sdot);
 }

@@ -1614,7 +1614,10 @@ macro_rules! avx2_family {
 
         /// Four Q4_0 rows × one Q8_0 activation in the blockwise order: per block the four rows'
         /// exact integer dot products reduced into one vector [r0, r1, r2, r3], then one 4-lane
-        /// `acc = fma(isum, xd · yd, acc)`.
+        /// `acc = fma(isum, xd · yd, acc)`. For the rows after the last group of eight and the
+        /// few-column matrix products: sending those through `q4_0_bw8` too (the row repeated)
+        /// gave it more callers, it stopped being inlined into `matvec`, and decode ran 10%
+        /// slower (measured).
         #[target_feature(enable = $features)]
         fn q4_0_bw4(x: [&[BlockQ4_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
