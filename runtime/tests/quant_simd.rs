@@ -156,7 +156,7 @@ fn blockwise_types_are_bit_exact_at_every_level() {
     let mut rng = Rng(0xB10C_3153_0000_0001);
     for ty in BLOCKWISE {
         for n in lengths(ty) {
-            for rows in [1, 3, 4, 5, 8, 13] {
+            for rows in [1, 3, 4, 5, 8, 13, 19] {
                 let w = random_blocks(&mut rng, ty, n * rows);
                 let wr = ty.row_bytes(n).unwrap();
                 let ar = ty.vec_dot_type().row_bytes(n).unwrap();

@@ -18,10 +18,11 @@
 //!   which rows it was grouped with.
 //! - Q4_0 runs the blockwise order instead (`scalar::dot_q4_0_blockwise`: per block the exact
 //!   integer sum, then one fused multiply-add per row), which frees the vector lanes from the
-//!   block's elements: matrix × vector puts eight rows in the lanes (`q4_0_bw8`, their quant
-//!   bytes transposed), matrix products sixteen activation columns (`bw_tile_q4_0`, each weight
+//!   block's elements: matrix × vector puts eight rows in the lanes (`q4_0_diag8`, each step
+//!   taking a diagonal of the rows' quant dwords against an activation rotated to match, a
+//!   [`DiagBlock`]), matrix products sixteen activation columns (`bw_tile_q4_0`, each weight
 //!   dword broadcast against a [`ColBlock`]); prompts ran 1.8× faster (SmolLM2 Q4_0 pp64 375 →
-//!   690 tok/s on Zen 4, decode unchanged).
+//!   690 tok/s on Zen 4), and matrix × vector on rows in L2 1.4× (20 → 28 GiB/s).
 //! - The activation quantizers give exactly the reference bytes (blocks holding NaN or infinity
 //!   take the reference code, whose sequential NaN handling no vector order reproduces).
 //!
@@ -779,6 +780,24 @@ const BW_COLS: usize = 32;
 /// a tile's cost per row and block hardly depends on how many of its lanes are in use.
 const BW_MIN_COLS: usize = 8;
 
+/// One Q8_0 activation block laid out for the eight-row matrix × vector kernel (`q4_0_diag8`):
+/// step `m`'s vectors hold in lane `p` the activation dword `(p % 4 + m) % 4` of the block's
+/// first half (`lo`) and second half (`hi`), matching the weight dwords that step puts in that
+/// lane; then −8 · Σy (the quants' offset taken through the activation) and the f32 scale.
+/// Prepared once per matrix × vector product and shared by every row group.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct DiagBlock {
+    lo: [[i32; 8]; 4],
+    hi: [[i32; 8]; 4],
+    seed: i32,
+    d: f32,
+}
+
+/// Activation blocks prepared at once for `q4_0_diag8` (64 × 288 bytes on the stack): rows
+/// up to 2048 elements take one pass.
+const DIAG_CHUNK: usize = 64;
+
 /// Fills `out[i]` with blocks `b0 + i` of the `n` (≤ 16) activation columns from `c0`; missing
 /// columns stay zero (their lanes compute zeros that are never stored).
 fn col_blocks(
@@ -918,22 +937,43 @@ macro_rules! bw_columns {
     }};
 }
 
-/// `rows4!` with eight streams (rows i, q + i, …, 7q + i) for an eight-row kernel; the
-/// rows past the last whole group of eight go one by one through the four-row `$one`.
-macro_rules! eighths {
-    ($out:ident, $w:ident, $w_row:ident, $act:ident, $kernel:ident, $one:ident) => {{
-        let act = as_blocks($act);
+/// Q4_0 matrix × vector through the eight-row kernel `$kernel` over activation blocks prepared
+/// by `$prep` ([`DiagBlock`], in chunks of [`DIAG_CHUNK`], each row group's accumulators carried
+/// from chunk to chunk through `out`), eight streams (rows i, q + i, …, 7q + i, as `rows4!` has four); the rows past the last
+/// whole group of eight go one by one through the four-row `$one`.
+macro_rules! diag_eighths {
+    ($out:ident, $w:ident, $w_row:ident, $act:ident, $prep:ident, $kernel:ident, $one:ident) => {{
+        let act = as_blocks::<BlockQ8_0>($act);
+        let nb = ($w_row / core::mem::size_of::<BlockQ4_0>()).min(act.len());
         let q = $out.len() / 8;
         let (o8, o_rest) = $out.split_at_mut(8 * q);
         let (w8, w_rest) = $w.split_at(8 * q * $w_row);
         let part = q * $w_row;
-        for i in 0..q {
-            let at = |k: usize| as_blocks(&w8[k * part + i * $w_row..k * part + (i + 1) * $w_row]);
-            let x = [at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7)];
-            let r = $kernel(x, act);
-            for (k, v) in r.into_iter().enumerate() {
-                o8[k * q + i] = v;
+        let mut prep = [core::mem::MaybeUninit::<super::DiagBlock>::uninit(); super::DIAG_CHUNK];
+        let mut b0 = 0;
+        while b0 < nb {
+            let nbc = (nb - b0).min(super::DIAG_CHUNK);
+            let y = $prep(&act[b0..b0 + nbc], &mut prep);
+            for i in 0..q {
+                let at = |k: usize| {
+                    let row = as_blocks::<BlockQ4_0>(
+                        &w8[k * part + i * $w_row..k * part + (i + 1) * $w_row],
+                    );
+                    row.get(b0..b0 + nbc).unwrap_or(&[])
+                };
+                let x = [at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7)];
+                let mut acc = [0.0f32; 8];
+                if b0 > 0 {
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        *a = o8[k * q + i];
+                    }
+                }
+                let r = $kernel(x, y, acc);
+                for (k, v) in r.into_iter().enumerate() {
+                    o8[k * q + i] = v;
+                }
             }
+            b0 += nbc;
         }
         for (o, row) in o_rest.iter_mut().zip(w_rest.chunks_exact($w_row)) {
             let x = as_blocks(row);
@@ -961,7 +1001,9 @@ macro_rules! avx512_family {
                 // ggml's AVX-512 builds run its 256-bit kernels for the 32-element quants; using
                 // the same order (one 8-lane accumulator per row) keeps our logits bit-identical
                 // to llama.cpp's, which is worth more than the 512-bit kernels' few percent.
-                GgmlType::Q4_0 => eighths!(out, w, w_row, act, q4_0_bw8, q4_0_bw4),
+                GgmlType::Q4_0 => {
+                    diag_eighths!(out, w, w_row, act, diag_prep, q4_0_diag8, q4_0_bw4)
+                }
                 GgmlType::Q4_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 if super::EXACT => rows4!(out, w, w_row, act, rows_q5_1),
@@ -1383,7 +1425,9 @@ macro_rules! avx2_family {
             out: &mut [f32],
         ) -> bool {
             match ty {
-                GgmlType::Q4_0 => eighths!(out, w, w_row, act, q4_0_bw8, q4_0_bw4),
+                GgmlType::Q4_0 => {
+                    diag_eighths!(out, w, w_row, act, diag_prep, q4_0_diag8, q4_0_bw4)
+                }
                 GgmlType::Q4_1 => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 => rows4!(out, w, w_row, act, rows_q5_1),
@@ -1615,7 +1659,7 @@ macro_rules! avx2_family {
         /// Four Q4_0 rows × one Q8_0 activation in the blockwise order: per block the four rows'
         /// exact integer dot products reduced into one vector [r0, r1, r2, r3], then one 4-lane
         /// `acc = fma(isum, xd · yd, acc)`. For the rows after the last group of eight and the
-        /// few-column matrix products: sending those through `q4_0_bw8` too (the row repeated)
+        /// few-column matrix products: sending those through the eight-row kernel too (the row repeated)
         /// gave it more callers, it stopped being inlined into `matvec`, and decode ran 10%
         /// slower (measured).
         #[target_feature(enable = $features)]
@@ -1695,40 +1739,127 @@ macro_rules! avx2_family {
             _mm256_add_epi32(dot[0], dot[1])
         }
 
-        /// Eight Q4_0 rows × one Q8_0 activation in the blockwise order with one row per lane:
-        /// the eight rows' 16 quant bytes are transposed into four vectors (dword j of every
-        /// row), so each activation dword is broadcast once for all eight rows and each row's
-        /// exact integer dot product builds up in its own lane (no reduction); then one 8-lane
-        /// `fma(isum, xd · yd, acc)` per block.
+        /// Lays out `y`'s blocks for `q4_0_diag8` ([`super::DiagBlock`]) in `out`, returning the
+        /// filled part (`y.len()` blocks at most). `out` is left uninitialized by the caller: a
+        /// zeroed 18 KB array cost 1% of decode in `memset`.
         #[target_feature(enable = $features)]
-        fn q4_0_bw8(x: [&[BlockQ4_0]; 8], y: &[BlockQ8_0]) -> [f32; 8] {
+        fn diag_prep<'a>(
+            y: &[BlockQ8_0],
+            out: &'a mut [core::mem::MaybeUninit<super::DiagBlock>],
+        ) -> &'a [super::DiagBlock] {
+            let n = y.len().min(out.len());
+            for (o, yb) in out[..n].iter_mut().zip(y) {
+                let qy = load32i(&yb.qs);
+                let lo = _mm256_permute2x128_si256::<0x00>(qy, qy);
+                let hi = _mm256_permute2x128_si256::<0x11>(qy, qy);
+                let p = o.as_mut_ptr();
+                let store = |v: __m256i, to: *mut [i32; 8]| {
+                    // SAFETY: `to` points at 32 bytes inside `*o`; no alignment requirement.
+                    unsafe { _mm256_storeu_si256(to.cast(), v) }
+                };
+                // SAFETY (the field pointers): `p` points at `*o`, a whole `DiagBlock`;
+                // `addr_of_mut!` takes the fields' addresses without reading them.
+                unsafe {
+                    store(lo, core::ptr::addr_of_mut!((*p).lo[0]));
+                    store(
+                        _mm256_shuffle_epi32::<0x39>(lo),
+                        core::ptr::addr_of_mut!((*p).lo[1]),
+                    );
+                    store(
+                        _mm256_shuffle_epi32::<0x4E>(lo),
+                        core::ptr::addr_of_mut!((*p).lo[2]),
+                    );
+                    store(
+                        _mm256_shuffle_epi32::<0x93>(lo),
+                        core::ptr::addr_of_mut!((*p).lo[3]),
+                    );
+                    store(hi, core::ptr::addr_of_mut!((*p).hi[0]));
+                    store(
+                        _mm256_shuffle_epi32::<0x39>(hi),
+                        core::ptr::addr_of_mut!((*p).hi[1]),
+                    );
+                    store(
+                        _mm256_shuffle_epi32::<0x4E>(hi),
+                        core::ptr::addr_of_mut!((*p).hi[2]),
+                    );
+                    store(
+                        _mm256_shuffle_epi32::<0x93>(hi),
+                        core::ptr::addr_of_mut!((*p).hi[3]),
+                    );
+                    core::ptr::addr_of_mut!((*p).seed)
+                        .write(-8 * hsum_epi32($mul_sum_us8(_mm256_set1_epi8(1), qy)));
+                    core::ptr::addr_of_mut!((*p).d).write(h2f(yb.d));
+                }
+            }
+            // SAFETY: the loop above wrote every field of `out[..n]`; `MaybeUninit<T>` has
+            // `T`'s layout.
+            unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<super::DiagBlock>(), n) }
+        }
+
+        /// Eight Q4_0 rows × prepared activation blocks in the blockwise order with one row per
+        /// lane (rows k | k + 4 in the two halves), continuing from `acc0`. Instead of
+        /// transposing the rows' quant dwords (eight shuffles), step `m` takes in lane `p` row
+        /// `p`'s dword `(p + m) % 4`: two blends pair the rows, one more picks the diagonal and
+        /// one in-lane rotation lines it up, while the activation's matching dwords were
+        /// rotated once per product ([`super::DiagBlock`]).
+        #[target_feature(enable = $features)]
+        fn q4_0_diag8(x: [&[BlockQ4_0]; 8], y: &[super::DiagBlock], acc0: [f32; 8]) -> [f32; 8] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
-            let mut acc = _mm256_setzero_ps();
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = load_ps(&acc0);
             for b in 0..nb {
                 let yb = &y[b];
                 let mut a = [_mm256_setzero_si256(); 4];
                 for k in 0..4 {
-                    a[k] = _mm256_inserti128_si256::<1>(
+                    a[k] = _mm256_blend_epi32::<0xF0>(
                         _mm256_castsi128_si256(load16(&x[k][b].qs)),
-                        load16(&x[k + 4][b].qs),
+                        _mm256_broadcastsi128_si256(load16(&x[k + 4][b].qs)),
                     );
                 }
-                let dot = q4_0_isum8(a, yb);
-                // The scales: word 0 of each row's first 16 bytes, gathered by the same
-                // interleaving steps.
-                let mut s = [_mm256_setzero_si256(); 4];
-                for k in 0..4 {
-                    s[k] = _mm256_inserti128_si256::<1>(
-                        _mm256_castsi128_si256(load16(head16(&x[k][b]))),
-                        load16(head16(&x[k + 4][b])),
-                    );
+                // Lanes 0..3 of xa = rows 0 1 0 1, of xb = 1 0 1 0, of ya = 2 3 2 3, of
+                // yb2 = 3 2 3 2 (and rows + 4 in the high half).
+                let xa = _mm256_blend_epi32::<0xAA>(a[0], a[1]);
+                let xb = _mm256_blend_epi32::<0x55>(a[0], a[1]);
+                let ya = _mm256_blend_epi32::<0xAA>(a[2], a[3]);
+                let yb2 = _mm256_blend_epi32::<0x55>(a[2], a[3]);
+                let v = [
+                    _mm256_blend_epi32::<0xCC>(xa, ya),
+                    _mm256_shuffle_epi32::<0x39>(_mm256_blend_epi32::<0x99>(xb, yb2)),
+                    _mm256_shuffle_epi32::<0x4E>(_mm256_blend_epi32::<0x33>(xa, ya)),
+                    _mm256_shuffle_epi32::<0x93>(_mm256_blend_epi32::<0x66>(xb, yb2)),
+                ];
+                let mut dot = [_mm256_set1_epi32(yb.seed), _mm256_setzero_si256()];
+                for m in 0..4 {
+                    let lo = _mm256_and_si256(v[m], m4);
+                    // With 32-bit dot products the high nibbles can stay in place (16 times
+                    // the products, divided out exactly below): one shift less per vector.
+                    let hi = if DP32 {
+                        _mm256_andnot_si256(m4, v[m])
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(v[m]), m4)
+                    };
+                    dot[0] = $dp_us8(dot[0], lo, load8_epi32(&yb.lo[m]));
+                    dot[1] = $dp_us8(dot[1], hi, load8_epi32(&yb.hi[m]));
                 }
-                let s01 = _mm256_unpacklo_epi16(s[0], s[1]);
-                let s23 = _mm256_unpacklo_epi16(s[2], s[3]);
-                let s = _mm256_permute4x64_epi64::<0b1000>(_mm256_unpacklo_epi32(s01, s23));
-                let xd = _mm256_cvtph_ps(_mm256_castsi256_si128(s));
-                let d = _mm256_mul_ps(xd, _mm256_set1_ps(h2f(yb.d)));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc);
+                let hi = if DP32 {
+                    _mm256_srai_epi32::<4>(dot[1])
+                } else {
+                    dot[1]
+                };
+                let isum = _mm256_add_epi32(dot[0], hi);
+                let h = |k: usize| u16::from_le_bytes(x[k][b].d) as i16;
+                let xd = _mm256_cvtph_ps(_mm_set_epi16(
+                    h(7),
+                    h(6),
+                    h(5),
+                    h(4),
+                    h(3),
+                    h(2),
+                    h(1),
+                    h(0),
+                ));
+                let d = _mm256_mul_ps(xd, _mm256_set1_ps(yb.d));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
             }
             let mut out = [0.0f32; 8];
             store_ps(acc, &mut out);
@@ -1793,12 +1924,6 @@ macro_rules! avx2_family {
                 }
             }
             super::tile_end(&t, out, at, n);
-        }
-
-        /// A Q4_0 block's first 16 bytes (its scale and 14 quant bytes).
-        #[inline(always)]
-        fn head16(b: &BlockQ4_0) -> &[u8; 16] {
-            bytemuck::bytes_of(b)[..16].try_into().unwrap_or(&[0; 16])
         }
 
         #[target_feature(enable = $features)]
@@ -2324,6 +2449,9 @@ macro_rules! avx2_family {
 }
 
 pub(super) mod avx2 {
+    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
+    /// saturating 16-bit `vpmaddubsw`.
+    const DP32: bool = false;
     avx2_family!(
         "avx2,fma,f16c",
         super::mul_sum_us8_avx2,
@@ -2335,6 +2463,9 @@ pub(super) mod avx2 {
 }
 
 pub(super) mod avxvnni {
+    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
+    /// saturating 16-bit `vpmaddubsw`.
+    const DP32: bool = true;
     avx2_family!(
         "avx2,fma,f16c,avxvnni",
         super::mul_sum_us8_avxvnni,
@@ -2346,6 +2477,9 @@ pub(super) mod avxvnni {
 }
 
 pub(super) mod avx512 {
+    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
+    /// saturating 16-bit `vpmaddubsw`.
+    const DP32: bool = false;
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
         super::mul_sum_us8_avx2,
@@ -2362,6 +2496,9 @@ pub(super) mod avx512 {
 }
 
 pub(super) mod avx512vnni {
+    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
+    /// saturating 16-bit `vpmaddubsw`.
+    const DP32: bool = true;
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_avx512vnni,

@@ -1,6 +1,6 @@
 //! x86-64 kernels for the interleaved types, one module per level as in `kernels::x86`.
 //!
-//! Per row they repeat the plain kernels' arithmetic: Q4_0 in the blockwise order (`q4_0_bw8`
+//! Per row they repeat the plain kernels' arithmetic: Q4_0 in the blockwise order (`q4_0_diag8`
 //! in `kernels/x86.rs`); Q4_1 and Q8_0 in `legacy_rows!`'s (which every level runs, AVX-512
 //! included): per block, the exact i32 lane sums
 //! of four products, converted, times the f16 scale product `xd · yd`, fused into one 8-lane
@@ -179,7 +179,7 @@ macro_rules! family {
         }
 
         /// Two groups (eight rows) of Q4_0 in the blockwise order of the plain kernels
-        /// (`q4_0_bw8` in `kernels/x86.rs`): the eight rows' quant bytes transposed into four
+        /// (`q4_0_diag8` in `kernels/x86.rs`): the eight rows' quant bytes transposed into four
         /// vectors of one dword per row, each activation dword broadcast once for all rows, each
         /// row's exact integer dot product in its own lane, then one 8-lane
         /// `fma(isum, xd · yd, acc)` per block; the group's four scales are one load.
