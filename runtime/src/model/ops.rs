@@ -80,6 +80,42 @@ impl Rows {
 #[cfg(feature = "threads")]
 const MIN_PARALLEL_TOKEN_WORK: usize = 8 << 10;
 
+/// Tokens [`per_token_group`] hands out together.
+const TOKEN_GROUP: usize = 8;
+
+/// [`per_token`] for steps that want several tokens at once: runs `f(t0, g, part)` where
+/// `part` starts at token `t0`'s row and holds the `g` (≤ [`TOKEN_GROUP`]) rows from there.
+pub fn per_token_group<T: Send>(
+    x: &mut [T],
+    rows: Rows,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    let Rows { n, width, stride } = rows;
+    if n == 0 {
+        return;
+    }
+    let stride = stride.max(1);
+    let len = ((n - 1) * stride + width).min(x.len());
+    let x = &mut x[..len];
+    let groups = |t0: usize, part: &mut [T]| {
+        let mut g0 = 0;
+        while g0 * stride < part.len() {
+            let g = TOKEN_GROUP.min(n - t0 - g0);
+            let end = ((g0 + g - 1) * stride + width).min(part.len());
+            f(t0 + g0, g, &mut part[g0 * stride..end]);
+            g0 += g;
+        }
+    };
+    #[cfg(feature = "threads")]
+    if n > TOKEN_GROUP && n * width >= MIN_PARALLEL_TOKEN_WORK && crate::threads::current() > 1 {
+        crate::threads::for_each_part([x], TOKEN_GROUP * stride, |_, first, part| {
+            groups(first / stride, part)
+        });
+        return;
+    }
+    groups(0, x);
+}
+
 /// Runs `f(i, row)` on row `i` (`rows.width` elements at `i · rows.stride`) of `x` for every
 /// token `i` of a batch, split by whole tokens over the threads of [`crate::threads`]: a batch's
 /// norms, residuals and activations are per token, so they need not wait on one thread while
@@ -166,9 +202,15 @@ pub fn matmuls<const N: usize>(
             width: w.rows,
             stride: *stride,
         };
-        per_token(out, out_rows, |i, o| {
-            for (r, v) in o.iter_mut().enumerate() {
-                *v = block[r * n + i];
+        per_token_group(out, out_rows, |t0, g, o| {
+            // Eight tokens at a time, so each read of `block` is a run of eight, not a stride
+            // of `n` (the per-token gather took 2.5% of a Q8_0 prompt).
+            for (r, src) in block.chunks_exact(n).enumerate() {
+                for (j, v) in src[t0..t0 + g].iter().enumerate() {
+                    if let Some(o) = o.get_mut(j * out_rows.stride + r) {
+                        *o = *v;
+                    }
+                }
             }
         });
         at += w.rows * n;
