@@ -79,8 +79,9 @@ fn interleaved_kernels_equal_the_plain_ones_bit_for_bit_at_every_level() {
     let mut rng = Rng(11);
     let levels: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
     for ty in GgmlType::INTERLEAVED {
-        // 576: SmolLM2's width (18 blocks); 96: an odd block count; 1536: its FFN width.
-        for cols in [32, 96, 576, 1536] {
+        // 576: SmolLM2's width (18 blocks); 96: an odd block count; 1536: its FFN width; 4096:
+        // longer than the activation chunks of the blockwise Q4_0 kernels.
+        for cols in [32, 96, 576, 1536, 4096] {
             let rows = 12;
             let w = plain(ty.base(), rows, cols, &mut rng);
             let mut il = vec![0u8; w.len()];

@@ -881,16 +881,23 @@ const BW_MIN_COLS: usize = 8;
 /// Prepared once per matrix × vector product and shared by every row group.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
-struct DiagBlock {
+pub(crate) struct DiagBlock {
     lo: [[i32; 8]; 4],
     hi: [[i32; 8]; 4],
     seed: i32,
     d: f32,
 }
 
+impl DiagBlock {
+    /// The activation block's scale.
+    pub(crate) fn d(&self) -> f32 {
+        self.d
+    }
+}
+
 /// Activation blocks prepared at once for `q4_0_diag8` (64 × 288 bytes on the stack): rows
 /// up to 2048 elements take one pass.
-const DIAG_CHUNK: usize = 64;
+pub(crate) const DIAG_CHUNK: usize = 64;
 
 /// How far ahead in each of its eight rows `q4_0_diag8` prefetches, in bytes: once the kernel
 /// got lighter, a software prefetch of every row's next lines paid 3–7% in decode at 256 bytes
@@ -1909,43 +1916,6 @@ macro_rules! avx2_family {
             out
         }
 
-        /// The exact integer dot products of eight Q4_0 rows' blocks with activation block `yb`,
-        /// one row per lane: `a[k]` holds the 16 quant bytes of rows k | k + 4, transposed here
-        /// into dword j of every row, each activation dword broadcast once for all eight rows;
-        /// the quants' offset of 8 is −8 · Σy in the first sum. Shared with the interleaved
-        /// kernels (`interleaved/x86.rs`), so both give the same integers.
-        #[target_feature(enable = $features)]
-        #[inline]
-        pub(crate) fn q4_0_isum8(a: [__m256i; 4], yb: &BlockQ8_0) -> __m256i {
-            let m4 = _mm256_set1_epi8(0x0F);
-            let qy = load32i(&yb.qs);
-            let ysum = hsum_epi32($mul_sum_us8(_mm256_set1_epi8(1), qy));
-            let mut yw = [0i32; 8];
-            for (j, w) in yw.iter_mut().enumerate() {
-                let q = &yb.qs[4 * j..4 * j + 4];
-                *w = i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-            }
-            let t0 = _mm256_unpacklo_epi32(a[0], a[1]);
-            let t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-            let t2 = _mm256_unpacklo_epi32(a[2], a[3]);
-            let t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-            let tr = [
-                _mm256_unpacklo_epi64(t0, t2),
-                _mm256_unpackhi_epi64(t0, t2),
-                _mm256_unpacklo_epi64(t1, t3),
-                _mm256_unpackhi_epi64(t1, t3),
-            ];
-            // Two chains of dependent dot products instead of one long one.
-            let mut dot = [_mm256_set1_epi32(-8 * ysum), _mm256_setzero_si256()];
-            for j in 0..4 {
-                let lo = _mm256_and_si256(tr[j], m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(tr[j]), m4);
-                dot[0] = $dp_us8(dot[0], lo, _mm256_set1_epi32(yw[j]));
-                dot[1] = $dp_us8(dot[1], hi, _mm256_set1_epi32(yw[j + 4]));
-            }
-            _mm256_add_epi32(dot[0], dot[1])
-        }
-
         /// `v` with the dwords of each 128-bit lane rotated by 0, 1, 2 and 3 places (lane `p` of
         /// rotation `m` holds dword `(p + m) % 4`).
         #[target_feature(enable = $features)]
@@ -1963,7 +1933,7 @@ macro_rules! avx2_family {
         /// filled part (`y.len()` blocks at most). `out` is left uninitialized by the caller: a
         /// zeroed 18 KB array cost 1% of decode in `memset`.
         #[target_feature(enable = $features)]
-        fn diag_prep<'a>(
+        pub(crate) fn diag_prep<'a>(
             y: &[BlockQ8_0],
             out: &'a mut [core::mem::MaybeUninit<super::DiagBlock>],
         ) -> &'a [super::DiagBlock] {
@@ -1995,6 +1965,48 @@ macro_rules! avx2_family {
             unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<super::DiagBlock>(), n) }
         }
 
+        /// The exact integer dot products of eight Q4_0 rows' blocks with the prepared
+        /// activation block `yb`, one row per lane: `a[k]` holds the 16 quant bytes of rows
+        /// k | k + 4, and step `m` takes in lane `p` row `p`'s dword `(p + m) % 4` (see
+        /// `q4_0_diag8`). Shared with the interleaved kernels (`interleaved/x86.rs`), so both
+        /// give the same integers.
+        #[target_feature(enable = $features)]
+        #[inline]
+        pub(crate) fn q4_0_diag_isum(a: [__m256i; 4], yb: &super::DiagBlock) -> __m256i {
+            let m4 = _mm256_set1_epi8(0x0F);
+            // Lanes 0..3 of xa = rows 0 1 0 1, of xb = 1 0 1 0, of ya = 2 3 2 3, of
+            // yb2 = 3 2 3 2 (and rows + 4 in the high half).
+            let xa = _mm256_blend_epi32::<0xAA>(a[0], a[1]);
+            let xb = _mm256_blend_epi32::<0x55>(a[0], a[1]);
+            let ya = _mm256_blend_epi32::<0xAA>(a[2], a[3]);
+            let yb2 = _mm256_blend_epi32::<0x55>(a[2], a[3]);
+            let v = [
+                _mm256_blend_epi32::<0xCC>(xa, ya),
+                _mm256_shuffle_epi32::<0x39>(_mm256_blend_epi32::<0x99>(xb, yb2)),
+                _mm256_shuffle_epi32::<0x4E>(_mm256_blend_epi32::<0x33>(xa, ya)),
+                _mm256_shuffle_epi32::<0x93>(_mm256_blend_epi32::<0x66>(xb, yb2)),
+            ];
+            let mut dot = [_mm256_set1_epi32(yb.seed), _mm256_setzero_si256()];
+            for m in 0..4 {
+                let lo = _mm256_and_si256(v[m], m4);
+                // With 32-bit dot products the high nibbles can stay in place (16 times
+                // the products, divided out exactly below): one shift less per vector.
+                let hi = if DP32 {
+                    _mm256_andnot_si256(m4, v[m])
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v[m]), m4)
+                };
+                dot[0] = $dp_us8(dot[0], lo, load8_epi32(&yb.lo[m]));
+                dot[1] = $dp_us8(dot[1], hi, load8_epi32(&yb.hi[m]));
+            }
+            let hi = if DP32 {
+                _mm256_srai_epi32::<4>(dot[1])
+            } else {
+                dot[1]
+            };
+            _mm256_add_epi32(dot[0], hi)
+        }
+
         /// Eight Q4_0 rows × prepared activation blocks in the blockwise order with one row per
         /// lane (rows k | k + 4 in the two halves), continuing from `acc0`. Instead of
         /// transposing the rows' quant dwords (eight shuffles), step `m` takes in lane `p` row
@@ -2004,7 +2016,6 @@ macro_rules! avx2_family {
         #[target_feature(enable = $features)]
         fn q4_0_diag8(x: [&[BlockQ4_0]; 8], y: &[super::DiagBlock], acc0: [f32; 8]) -> [f32; 8] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
-            let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = load_ps(&acc0);
             for b in 0..nb {
                 let yb = &y[b];
@@ -2021,37 +2032,7 @@ macro_rules! avx2_family {
                         _mm256_broadcastsi128_si256(load16(&x[k + 4][b].qs)),
                     );
                 }
-                // Lanes 0..3 of xa = rows 0 1 0 1, of xb = 1 0 1 0, of ya = 2 3 2 3, of
-                // yb2 = 3 2 3 2 (and rows + 4 in the high half).
-                let xa = _mm256_blend_epi32::<0xAA>(a[0], a[1]);
-                let xb = _mm256_blend_epi32::<0x55>(a[0], a[1]);
-                let ya = _mm256_blend_epi32::<0xAA>(a[2], a[3]);
-                let yb2 = _mm256_blend_epi32::<0x55>(a[2], a[3]);
-                let v = [
-                    _mm256_blend_epi32::<0xCC>(xa, ya),
-                    _mm256_shuffle_epi32::<0x39>(_mm256_blend_epi32::<0x99>(xb, yb2)),
-                    _mm256_shuffle_epi32::<0x4E>(_mm256_blend_epi32::<0x33>(xa, ya)),
-                    _mm256_shuffle_epi32::<0x93>(_mm256_blend_epi32::<0x66>(xb, yb2)),
-                ];
-                let mut dot = [_mm256_set1_epi32(yb.seed), _mm256_setzero_si256()];
-                for m in 0..4 {
-                    let lo = _mm256_and_si256(v[m], m4);
-                    // With 32-bit dot products the high nibbles can stay in place (16 times
-                    // the products, divided out exactly below): one shift less per vector.
-                    let hi = if DP32 {
-                        _mm256_andnot_si256(m4, v[m])
-                    } else {
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(v[m]), m4)
-                    };
-                    dot[0] = $dp_us8(dot[0], lo, load8_epi32(&yb.lo[m]));
-                    dot[1] = $dp_us8(dot[1], hi, load8_epi32(&yb.hi[m]));
-                }
-                let hi = if DP32 {
-                    _mm256_srai_epi32::<4>(dot[1])
-                } else {
-                    dot[1]
-                };
-                let isum = _mm256_add_epi32(dot[0], hi);
+                let isum = q4_0_diag_isum(a, yb);
                 let h = |k: usize| u16::from_le_bytes(x[k][b].d) as i16;
                 let xd = _mm256_cvtph_ps(_mm_set_epi16(
                     h(7),

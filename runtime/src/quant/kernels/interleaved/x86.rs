@@ -42,6 +42,8 @@ pub(super) fn matvec(
 macro_rules! family {
     ($features:literal, $mul:path, $level:ident) => {
         use crate::quant::blocks::*;
+        use crate::quant::kernels::x86::$level;
+        use crate::quant::kernels::x86::{DiagBlock, DIAG_CHUNK};
         use crate::quant::layout::{BlockQ4_0x4, BlockQ4_1x4, BlockQ8_0x4};
         use crate::quant::GgmlType;
         use core::arch::x86_64::*;
@@ -68,25 +70,47 @@ macro_rules! family {
                 GgmlType::Q4_0_X4 => {
                     // Group i with group h + i of the other half: two long sequential streams
                     // (adjacent groups restart both streams every group, which the hardware
-                    // prefetcher does not follow: measured at less than half the speed).
-                    let act = as_blocks(act);
+                    // prefetcher does not follow: measured at less than half the speed). The
+                    // activation is prepared as for the plain kernel, in the same chunks, the
+                    // accumulators carried from chunk to chunk through `out`.
+                    let act = as_blocks::<BlockQ8_0>(act);
                     let gb = 4 * w_row;
+                    let nb = (w_row / core::mem::size_of::<BlockQ4_0>()).min(act.len());
                     let h = w.len() / gb / 2;
                     let (o2, o_rest) = out.split_at_mut(8 * h);
                     let (w2, w_rest) = w.split_at(2 * h * gb);
                     let (oa, ob) = o2.split_at_mut(4 * h);
                     let (wa, wb) = w2.split_at(h * gb);
-                    for i in 0..h {
-                        let at = i * gb..(i + 1) * gb;
-                        let x = [as_blocks(&wa[at.clone()]), as_blocks(&wb[at])];
-                        let r = q4_0x2(x, act);
-                        oa[4 * i..4 * i + 4].copy_from_slice(&r[..4]);
-                        ob[4 * i..4 * i + 4].copy_from_slice(&r[4..]);
+                    fn group(g: &[u8], b0: usize, n: usize) -> &[BlockQ4_0x4] {
+                        as_blocks::<BlockQ4_0x4>(g).get(b0..b0 + n).unwrap_or(&[])
                     }
-                    if let Some(g) = w_rest.get(..gb) {
-                        let r = q4_0x2([as_blocks(g), as_blocks(g)], act);
-                        let n = o_rest.len().min(4);
-                        o_rest[..n].copy_from_slice(&r[..n]);
+                    let mut prep = [core::mem::MaybeUninit::uninit(); DIAG_CHUNK];
+                    let mut b0 = 0;
+                    while b0 < nb {
+                        let n = (nb - b0).min(DIAG_CHUNK);
+                        let y = $level::diag_prep(&act[b0..b0 + n], &mut prep);
+                        for i in 0..h {
+                            let at = i * gb..(i + 1) * gb;
+                            let x = [group(&wa[at.clone()], b0, n), group(&wb[at], b0, n)];
+                            let mut acc = [0.0f32; 8];
+                            if b0 > 0 {
+                                acc[..4].copy_from_slice(&oa[4 * i..4 * i + 4]);
+                                acc[4..].copy_from_slice(&ob[4 * i..4 * i + 4]);
+                            }
+                            let r = q4_0x2(x, y, acc);
+                            oa[4 * i..4 * i + 4].copy_from_slice(&r[..4]);
+                            ob[4 * i..4 * i + 4].copy_from_slice(&r[4..]);
+                        }
+                        if let Some(g) = w_rest.get(..gb) {
+                            let k = o_rest.len().min(4);
+                            let mut acc = [0.0f32; 8];
+                            if b0 > 0 {
+                                acc[..k].copy_from_slice(&o_rest[..k]);
+                            }
+                            let r = q4_0x2([group(g, b0, n), group(g, b0, n)], y, acc);
+                            o_rest[..k].copy_from_slice(&r[..k]);
+                        }
+                        b0 += n;
                     }
                 }
                 GgmlType::Q4_1_X4 => groups!(q4_1),
@@ -179,14 +203,14 @@ macro_rules! family {
         }
 
         /// Two groups (eight rows) of Q4_0 in the blockwise order of the plain kernels
-        /// (`q4_0_diag8` in `kernels/x86.rs`): the eight rows' quant bytes transposed into four
-        /// vectors of one dword per row, each activation dword broadcast once for all rows, each
-        /// row's exact integer dot product in its own lane, then one 8-lane
-        /// `fma(isum, xd · yd, acc)` per block; the group's four scales are one load.
+        /// (`q4_0_diag8` in `kernels/x86.rs`), continuing from `acc0`: the same diagonal
+        /// integer step (`q4_0_diag_isum`) over the groups' quant bytes, then one 8-lane
+        /// `fma(isum, xd · yd, acc)` per block; each group's four scales are one load.
         #[target_feature(enable = $features)]
-        fn q4_0x2(x: [&[BlockQ4_0x4]; 2], y: &[BlockQ8_0]) -> [f32; 8] {
+        fn q4_0x2(x: [&[BlockQ4_0x4]; 2], y: &[DiagBlock], acc0: [f32; 8]) -> [f32; 8] {
             let nb = x[0].len().min(x[1].len()).min(y.len());
-            let mut acc = _mm256_setzero_ps();
+            // SAFETY: `acc0` is 8 readable floats; the load has no alignment requirement.
+            let mut acc = unsafe { _mm256_loadu_ps(acc0.as_ptr()) };
             for b in 0..nb {
                 let (g0, g1, yb) = (&x[0][b], &x[1][b], &y[b]);
                 let mut a = [_mm256_setzero_si256(); 4];
@@ -196,10 +220,10 @@ macro_rules! family {
                         load16(&g1.qs[k]),
                     );
                 }
-                let dot = crate::quant::kernels::x86::$level::q4_0_isum8(a, yb);
+                let dot = $level::q4_0_diag_isum(a, yb);
                 let bits = |g: &BlockQ4_0x4| i64::from_le_bytes(bytemuck::cast(g.d));
                 let xd = _mm256_cvtph_ps(_mm_set_epi64x(bits(g1), bits(g0)));
-                let d = _mm256_mul_ps(xd, _mm256_set1_ps(h2f(yb.d)));
+                let d = _mm256_mul_ps(xd, _mm256_set1_ps(yb.d()));
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc);
             }
             let mut out = [0.0f32; 8];
