@@ -15,7 +15,7 @@ pub mod layout;
 mod quantize;
 
 pub(crate) use kernels::F16Head;
-pub use kernels::Isa;
+pub use kernels::{prefetch_read, Isa};
 
 use blocks::*;
 use core::fmt;

@@ -220,6 +220,20 @@ pub(crate) fn attention_f16_head(isa: Isa, h: &F16Head<'_>, acc: &mut [f32]) -> 
     }
 }
 
+/// A hint to start loading the cache line holding `p` (nothing where the target has no such
+/// hint). Never faults, whatever `p` is.
+#[inline(always)]
+pub fn prefetch_read<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64, and a prefetch does not access memory architecturally (an
+    // invalid address is ignored).
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// ggml's run-time activation quantizer (Q8_0 or Q8_1) with the SIMD code of `isa`, the same
 /// bytes as the portable one; `false` (nothing done) where there is none.
 pub(crate) fn quantize_act(isa: Isa, ty: GgmlType, x: &[f32], y: &mut [u8]) -> bool {
