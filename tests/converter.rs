@@ -4,26 +4,12 @@
 
 use edgelm::gguf::Gguf;
 use edgelm::model::ModelVec;
-use edgelm_converter::{convert, ConvertOptions, Quant};
+use edgelm_converter::Quant;
 use edgelm_suite::{greedy, ids, model_file, perplexity, read, reference, reference_text, smollm2};
-use std::path::PathBuf;
 
-/// Converts test checkpoint `name` (a folder under `hf/`) into a temp dir.
-fn convert_hf(name: &str, quant: &str, lora: Option<&str>) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join(format!("{name}-{quant}.gguf"));
-    let o = ConvertOptions {
-        input: model_file(&format!("hf/{name}")),
-        output: out.clone(),
-        quant: Quant::parse(quant).unwrap(),
-        lora: lora.map(|l| model_file(&format!("hf/{l}"))),
-        lora_scale: 1.0,
-        layout: edgelm::quant::layout::Target::None,
-        force: false,
-    };
-    convert(&o, &|_, _, _| {}).unwrap_or_else(|e| panic!("convert {name} {quant}: {e}"));
-    (dir, out)
-}
+#[path = "support/convert.rs"]
+mod convert_support;
+use convert_support::convert_hf;
 
 fn checksums(g: &Gguf<'_>) -> Vec<String> {
     let a = g

@@ -1,5 +1,5 @@
 //! Batched prefill (weights × a matrix of prompt activations) gives exactly the numbers of
-//! token-by-token evaluation on the real SmolLM2 file: every logit of every prompt position,
+//! token-by-token evaluation on the real SmolLM2 file and its Q8_0 and Q4_0 conversions: every logit of every prompt position,
 //! bit for bit, at batch sizes that do and do not divide the prompt, at 1 and 2 threads, and the
 //! greedy continuation is unchanged. One test in this binary: the thread count is process-wide.
 
@@ -38,10 +38,24 @@ fn run(
     (all, gen)
 }
 
+#[path = "support/convert.rs"]
+mod convert_support;
+
 #[test]
 fn batched_prefill_equals_token_by_token() {
-    let bytes = read(&smollm2());
-    let g = Gguf::parse(&bytes).unwrap();
+    check(&read(&smollm2()), "SmolLM2 Q4_1 (PyPI)");
+    // The Q4_1 file's one Q8_0 tensor, the output head, always goes through matrix × vector:
+    // conversions take the Q8_0 and Q4_0 matrix-product kernels through a whole model.
+    for quant in ["q8_0", "q4_0"] {
+        let (_dir, path) = convert_support::convert_hf("smollm2-135m", quant, None);
+        check(&read(&path), &format!("SmolLM2 {quant}"));
+    }
+}
+
+/// Every prompt position's logits and the greedy continuation of `bytes`' model, batched against
+/// token by token, at 1 and 2 threads.
+fn check(bytes: &[u8], label: &str) {
+    let g = Gguf::parse(bytes).unwrap();
     let model = ModelVec::load(&g).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let prompt = tok
@@ -55,10 +69,13 @@ fn batched_prefill_equals_token_by_token() {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     g == w,
-                    "-t {threads} -b {n_batch}: logits after prompt token {i} differ"
+                    "{label} -t {threads} -b {n_batch}: logits after prompt token {i} differ"
                 );
             }
-            assert_eq!(gen, want_gen, "-t {threads} -b {n_batch}: greedy tokens");
+            assert_eq!(
+                gen, want_gen,
+                "{label} -t {threads} -b {n_batch}: greedy tokens"
+            );
         }
         // eval_all (the CLI's path) leaves the same last logits.
         let n_ctx = prompt.len();
@@ -73,7 +90,7 @@ fn batched_prefill_equals_token_by_token() {
             .collect();
         assert!(
             &last == want.last().unwrap(),
-            "-t {threads}: eval_all's logits"
+            "{label} -t {threads}: eval_all's logits"
         );
         assert_eq!(s.pos(), prompt.len());
     }
