@@ -320,9 +320,10 @@ pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 
 /// Q4_0 weights · Q8_0 activations in the blockwise order every SIMD level runs: per block the
 /// exact integer dot product, then `acc = fma(isum, xd · yd, acc)` (the order of llama.cpp's
-/// repacked Q4_0 kernels on x86, `gemv_q4_b32_8x8_q8_0_lut_avx`; not ggml's 8-lane `vec_dot` order,
-/// which it no longer runs for Q4_0 there). One rounding per block and a scalar chain per row let a kernel put rows or
-/// activation columns in its vector lanes instead of the block's elements.
+/// repacked Q4_0 kernels on x86, `gemv_q4_b32_8x8_q8_0_lut_avx`; not ggml's 8-lane `vec_dot`
+/// order, which it no longer runs for Q4_0 there). One rounding per block and a scalar chain per
+/// row let a kernel put rows or activation columns in its vector lanes instead of the block's
+/// elements.
 pub fn dot_q4_0_blockwise(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let mut acc = 0.0f32;
     for (x, y) in x.iter().zip(y) {

@@ -444,9 +444,8 @@ macro_rules! legacy_rows {
                     if C > 1 {
                         let ahead = (R * nb + b) * core::mem::size_of::<$X>();
                         _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
-                    } else if b % 4 == 0 {
-                        let ahead = b * core::mem::size_of::<$X>() + super::PF_AHEAD;
-                        _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
+                    } else {
+                        super::prefetch_stream(x[r], b);
                     }
                     let $xb = &x[r][b];
                     let xv = _mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32));
@@ -716,7 +715,7 @@ macro_rules! tiles512_prep {
             q: [0; 64],
             seed: [0; 16],
         }; super::PREP_COLS / 2 * super::PREP_BLOCKS];
-        let mut meta = [[0u32; 4]; super::PREP_COLS / 2 * super::PREP_BLOCKS];
+        let mut meta = [[0f32; 2]; super::PREP_COLS / 2 * super::PREP_BLOCKS];
         let mut c0 = 0;
         while c0 + 2 <= $cols {
             let np = (($cols - c0) / 2).min(super::PREP_COLS / 2);
@@ -899,10 +898,20 @@ impl DiagBlock {
 /// up to 2048 elements take one pass.
 pub(crate) const DIAG_CHUNK: usize = 64;
 
-/// How far ahead in each of its eight rows `q4_0_diag8` prefetches, in bytes: once the kernel
-/// got lighter, a software prefetch of every row's next lines paid 3–7% in decode at 256 bytes
+/// How far ahead the matrix × vector kernels prefetch each row, in bytes: once `q4_0_diag8` got
+/// lighter, a software prefetch of every row's next lines paid 3–7% in decode at 256 bytes
 /// (every fourth block), and lost at 512 and more (measured on Zen 4).
 const PF_AHEAD: usize = 256;
+
+/// The matrix × vector kernels' software prefetch of one row stream: [`PF_AHEAD`] bytes past
+/// block `b` of `row`, at every fourth block (a few blocks span a cache line).
+#[inline(always)]
+fn prefetch_stream<T>(row: &[T], b: usize) {
+    if b.is_multiple_of(4) {
+        let ahead = b * core::mem::size_of::<T>() + PF_AHEAD;
+        super::prefetch_read(row.as_ptr().cast::<u8>().wrapping_add(ahead));
+    }
+}
 
 /// Fills `out[i]` with blocks `b0 + i` of the `n` (≤ 16) activation columns from `c0`; missing
 /// columns stay zero (their lanes compute zeros that are never stored).
@@ -1045,8 +1054,8 @@ macro_rules! bw_columns {
 
 /// Q4_0 matrix × vector through the eight-row kernel `$kernel` over activation blocks prepared
 /// by `$prep` ([`DiagBlock`], in chunks of [`DIAG_CHUNK`], each row group's accumulators carried
-/// from chunk to chunk through `out`), eight streams (rows i, q + i, …, 7q + i, as `rows4!` has four); the rows past the last
-/// whole group of eight go one by one through the four-row `$one`.
+/// from chunk to chunk through `out`), eight streams (rows i, q + i, …, 7q + i, as `rows4!` has
+/// four); the rows past the last whole group of eight go one by one through the four-row `$one`.
 macro_rules! diag_eighths {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $prep:ident, $kernel:ident, $one:ident) => {{
         let act = as_blocks::<BlockQ8_0>($act);
@@ -1379,7 +1388,7 @@ macro_rules! avx512_family {
 
         /// Fills `q` and `meta` (pair-major: pair p's block b at `p * nb + b`) with the `np`
         /// column pairs from column `c0` of `act`, blocks `0..nb` ([`super::PairQ`], and the
-        /// f32 scales `[yd₀, yd₁, 0, 0]`).
+        /// pair's f32 scales `[yd₀, yd₁]`).
         #[target_feature(enable = $features)]
         fn prep_q8_0_pairs(
             act: &[u8],
@@ -1388,7 +1397,7 @@ macro_rules! avx512_family {
             np: usize,
             nb: usize,
             q: &mut [super::PairQ],
-            meta: &mut [[u32; 4]],
+            meta: &mut [[f32; 2]],
         ) {
             let col = |c: usize| -> &[BlockQ8_0] {
                 as_blocks(act.get(c * act_row..(c + 1) * act_row).unwrap_or(&[]))
@@ -1406,7 +1415,7 @@ macro_rules! avx512_family {
                         _mm512_store_si512(q.q.as_mut_ptr().cast(), qy);
                         _mm512_store_si512(q.seed.as_mut_ptr().cast(), seed);
                     }
-                    *m = [h2f(a.d).to_bits(), h2f(b.d).to_bits(), 0, 0];
+                    *m = [h2f(a.d), h2f(b.d)];
                 }
             }
         }
@@ -1419,7 +1428,7 @@ macro_rules! avx512_family {
         fn tile_q8_0p<const R: usize, const P: usize>(
             x: [&[BlockQ8_0]; R],
             q: &[super::PairQ],
-            meta: &[[u32; 4]],
+            meta: &[[f32; 2]],
             nb: usize,
         ) -> [[[f32; R]; 2]; P] {
             let nb = x.iter().fold(nb, |n, x| n.min(x.len()));
@@ -1431,10 +1440,9 @@ macro_rules! avx512_family {
                 let mut yd = [_mm512_setzero_ps(); P];
                 for p in 0..P {
                     let m = &meta[p * nb + b];
-                    // SAFETY: `m` is 16 readable bytes; no alignment requirement.
-                    let m = unsafe { _mm_loadu_si128(m.as_ptr().cast()) };
-                    let m = _mm512_castsi128_si512(m);
-                    yd[p] = _mm512_castsi512_ps(_mm512_permutexvar_epi32(pick, m));
+                    // SAFETY: `m` is 8 readable bytes; no alignment requirement.
+                    let m = _mm_castpd_ps(unsafe { _mm_load_sd(m.as_ptr().cast()) });
+                    yd[p] = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(m));
                 }
                 for r in 0..R {
                     // The next row group, R rows on: short rows defeat the hardware prefetcher.
@@ -1622,9 +1630,10 @@ macro_rules! pairs {
 }
 
 /// Stamps a module of 256-bit kernels compiled for `$features`, with the level's u8 × i8 dot
-/// product and bit expansion.
+/// product and bit expansion; `$dp32`: whether that dot product accumulates in 32 bits (VNNI),
+/// not through the saturating 16-bit `vpmaddubsw`.
 macro_rules! avx2_family {
-    ($features:literal, $mul_sum_us8:path, $dp_us8:path, $bits32:path) => {
+    ($features:literal, $mul_sum_us8:path, $dp_us8:path, $bits32:path, $dp32:literal) => {
         use crate::quant::blocks::*;
         use crate::quant::{quantize, GgmlType};
         use core::arch::x86_64::*;
@@ -1873,9 +1882,9 @@ macro_rules! avx2_family {
         /// Four Q4_0 rows × one Q8_0 activation in the blockwise order: per block the four rows'
         /// exact integer dot products reduced into one vector [r0, r1, r2, r3], then one 4-lane
         /// `acc = fma(isum, xd · yd, acc)`. For the rows after the last group of eight and the
-        /// few-column matrix products: sending those through the eight-row kernel too (the row repeated)
-        /// gave it more callers, it stopped being inlined into `matvec`, and decode ran 10%
-        /// slower (measured).
+        /// few-column matrix products: sending those through the eight-row kernel too (the row
+        /// repeated) gave it more callers, it stopped being inlined into `matvec`, and decode ran
+        /// 10% slower (measured).
         #[target_feature(enable = $features)]
         fn q4_0_bw4(x: [&[BlockQ4_0]; 4], y: &[BlockQ8_0]) -> [f32; 4] {
             let nb = x.iter().fold(y.len(), |n, x| n.min(x.len()));
@@ -1991,7 +2000,7 @@ macro_rules! avx2_family {
                 let lo = _mm256_and_si256(v[m], m4);
                 // With 32-bit dot products the high nibbles can stay in place (16 times
                 // the products, divided out exactly below): one shift less per vector.
-                let hi = if DP32 {
+                let hi = if $dp32 {
                     _mm256_andnot_si256(m4, v[m])
                 } else {
                     _mm256_and_si256(_mm256_srli_epi16::<4>(v[m]), m4)
@@ -1999,7 +2008,7 @@ macro_rules! avx2_family {
                 dot[0] = $dp_us8(dot[0], lo, load8_epi32(&yb.lo[m]));
                 dot[1] = $dp_us8(dot[1], hi, load8_epi32(&yb.hi[m]));
             }
-            let hi = if DP32 {
+            let hi = if $dp32 {
                 _mm256_srai_epi32::<4>(dot[1])
             } else {
                 dot[1]
@@ -2019,11 +2028,8 @@ macro_rules! avx2_family {
             let mut acc = load_ps(&acc0);
             for b in 0..nb {
                 let yb = &y[b];
-                if b % 4 == 0 {
-                    let ahead = b * core::mem::size_of::<BlockQ4_0>() + super::PF_AHEAD;
-                    for xk in x.iter() {
-                        _mm_prefetch::<_MM_HINT_T0>(xk.as_ptr().cast::<i8>().wrapping_add(ahead));
-                    }
+                for xk in x.iter() {
+                    super::prefetch_stream(xk, b);
                 }
                 let mut a = [_mm256_setzero_si256(); 4];
                 for k in 0..4 {
@@ -2635,42 +2641,36 @@ macro_rules! avx2_family {
 }
 
 pub(super) mod avx2 {
-    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
-    /// saturating 16-bit `vpmaddubsw`.
-    const DP32: bool = false;
     avx2_family!(
         "avx2,fma,f16c",
         super::mul_sum_us8_avx2,
         super::dp_us8_avx2,
-        super::bits32_avx2
+        super::bits32_avx2,
+        false
     );
     pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
 pub(super) mod avxvnni {
-    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
-    /// saturating 16-bit `vpmaddubsw`.
-    const DP32: bool = true;
     avx2_family!(
         "avx2,fma,f16c,avxvnni",
         super::mul_sum_us8_avxvnni,
         super::dp_us8_avxvnni,
-        super::bits32_avx2
+        super::bits32_avx2,
+        true
     );
     pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
 }
 
 pub(super) mod avx512 {
-    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
-    /// saturating 16-bit `vpmaddubsw`.
-    const DP32: bool = false;
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
         super::mul_sum_us8_avx2,
         super::dp_us8_avx2,
-        super::bits32_avx512
+        super::bits32_avx512,
+        false
     );
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
@@ -2682,14 +2682,12 @@ pub(super) mod avx512 {
 }
 
 pub(super) mod avx512vnni {
-    /// Whether `vpdpbusd`-style products accumulate in 32 bits (VNNI), not through the
-    /// saturating 16-bit `vpmaddubsw`.
-    const DP32: bool = true;
     avx2_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
         super::mul_sum_us8_avx512vnni,
         super::dp_us8_avx512vnni,
-        super::bits32_avx512
+        super::bits32_avx512,
+        true
     );
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
