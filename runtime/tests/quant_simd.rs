@@ -147,6 +147,31 @@ fn check_rows(ty: GgmlType, n: usize, w: &[u8], act: &[u8], what: &str) {
 /// The types every SIMD level runs in the blockwise order ([`blockwise_dot`]).
 const BLOCKWISE: [GgmlType; 1] = [Q4_0];
 
+/// Matrix × vector products taller than the kernels' row panels (half a megabyte of rows, over
+/// which the eight-row kernels spread their streams): every row still gets the reference's bits,
+/// in the whole panels, the last partial one and the rows past the last group of eight, also
+/// when rows are longer than one prepared activation chunk (2048 elements).
+#[test]
+fn blockwise_matvec_is_bit_exact_past_a_panel() {
+    let mut rng = Rng(0xB10C_3153_0000_0002);
+    for ty in BLOCKWISE {
+        for (n, rows) in [(576, 2 * 1616 + 13), (2080, 1003)] {
+            let w = random_blocks(&mut rng, ty, n * rows);
+            let wr = ty.row_bytes(n).unwrap();
+            let act = quantize(ty.vec_dot_type(), &rng.vec(n, 3.0));
+            let want: Vec<u32> = (0..rows)
+                .map(|r| blockwise_dot(ty, n, &w[r * wr..], &act).unwrap().to_bits())
+                .collect();
+            for level in levels() {
+                let mut got = vec![0f32; rows];
+                matvec_with(level, ty, n, &w, &act, &mut got);
+                let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(bits, want, "{ty} matvec n={n} rows={rows} at {level}");
+            }
+        }
+    }
+}
+
 /// For the blockwise types, every SIMD level gives exactly the blockwise reference's bits, in
 /// matrix × vector products (every row count: four-row groups and the rest) and in matrix
 /// products of every column count up to 40 (tiles of columns and the rest), so a prompt's
