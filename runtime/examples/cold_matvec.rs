@@ -1,0 +1,84 @@
+//! Matrix × vector read speed on SmolLM2's matrix shapes, cold (a pool of copies larger than the
+//! caches, walked in turn, as decode walks the model) and hot (one matrix, repeated).
+//!
+//! `cargo run --release -p edgelm --example cold_matvec -- q4_0 [--huge]`: `--huge` asks for 2 MiB
+//! pages, as `edgelm` asks for its model map. Figures are GB/s of weight bytes.
+
+use edgelm::quant::{matvec, quantize_act_row, quantize_row, GgmlType};
+use std::time::Instant;
+
+/// (rows, columns): K/V, Q/O, gate/up, down, and the tied output head.
+const SHAPES: [(usize, usize); 5] = [
+    (192, 576),
+    (576, 576),
+    (1536, 576),
+    (576, 1536),
+    (49152, 576),
+];
+
+/// Bytes of matrices the cold pass walks through: well past the last-level cache.
+const POOL_BYTES: usize = 256 << 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ty = match args.first().map(String::as_str) {
+        Some("q4_1") => GgmlType::Q4_1,
+        Some("q8_0") => GgmlType::Q8_0,
+        Some("q4_0") | None => GgmlType::Q4_0,
+        Some(other) => {
+            eprintln!("unknown type {other}: q4_0, q4_1 or q8_0");
+            std::process::exit(2);
+        }
+    };
+    let huge = args.iter().any(|a| a == "--huge");
+    let mut state = 0x1234_5678u64;
+    let mut value = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 2000) as f32 / 1000.0 - 1.0
+    };
+    for (rows, n) in SHAPES {
+        let (Some(row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
+            continue;
+        };
+        let bytes = rows * row;
+        let mut one = vec![0u8; bytes];
+        for r in one.chunks_exact_mut(row) {
+            let x: Vec<f32> = (0..n).map(|_| value()).collect();
+            quantize_row(ty, &x, r).expect("a weight type");
+        }
+        let copies = POOL_BYTES / bytes + 1;
+        let mut pool = memmap2::MmapMut::map_anon(copies * bytes).expect("anonymous memory");
+        let advice = if huge {
+            memmap2::Advice::HugePage
+        } else {
+            memmap2::Advice::NoHugePage
+        };
+        let _ = pool.advise(advice);
+        for c in pool.chunks_exact_mut(bytes) {
+            c.copy_from_slice(&one);
+        }
+        let x: Vec<f32> = (0..n).map(|_| value()).collect();
+        let mut act = vec![0u8; act_row];
+        quantize_act_row(ty.vec_dot_type(), &x, &mut act).expect("an activation type");
+        let mut out = vec![0f32; rows];
+        let t = Instant::now();
+        for _ in 0..3 {
+            for m in pool.chunks_exact(bytes) {
+                matvec(ty, n, m, &act, &mut out);
+            }
+        }
+        let cold = (3 * copies * bytes) as f64 / t.elapsed().as_secs_f64() / 1e9;
+        let reps = ((64 << 20) / bytes).max(4);
+        let t = Instant::now();
+        for _ in 0..reps {
+            matvec(ty, n, &one, &act, &mut out);
+        }
+        let hot = (reps * bytes) as f64 / t.elapsed().as_secs_f64() / 1e9;
+        println!(
+            "{ty:?} {rows}x{n} ({} KiB): cold {cold:.1} GB/s, hot {hot:.1} GB/s",
+            bytes >> 10
+        );
+    }
+}
