@@ -31,6 +31,12 @@ impl ModelFile {
         // assume nobody truncates or rewrites a model file while it is being run.
         let map =
             unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+        // Before the first read: pages the kernel reads in for us then come as 2 MiB folios
+        // where the filesystem allows, mapped by one TLB entry each instead of 512. Decode walks
+        // the whole model every token, 4 KiB pages missed the TLB on every new page of every
+        // row stream. A failure (no THP in this kernel) only leaves 4 KiB pages.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         Ok(ModelFile {
             path: path.to_path_buf(),
             map,
