@@ -410,16 +410,47 @@ fn read_bandwidth(buf: &[u64], threads: usize) -> (f64, Vec<f64>) {
     (median(gb_s.clone()), gb_s)
 }
 
+/// The `--membw` buffer: anonymous memory in 2 MiB pages where the kernel has them, as model
+/// files are mapped (`load.rs`), so the roofline compares reads through the same page size.
+enum MembwBuffer {
+    Map(memmap2::MmapMut),
+    Vec(Vec<u64>),
+}
+
+impl MembwBuffer {
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self {
+            // SAFETY: the anonymous map is page-aligned (so `head` is empty) and every bit pattern
+            // is a valid u64; the words borrow the map mutably, as this method borrows `self`.
+            MembwBuffer::Map(m) => unsafe { m.align_to_mut::<u64>().1 },
+            MembwBuffer::Vec(v) => v,
+        }
+    }
+}
+
+fn membw_buffer(words: usize) -> MembwBuffer {
+    match memmap2::MmapMut::map_anon(words * 8) {
+        Ok(m) => {
+            #[cfg(target_os = "linux")]
+            let _ = m.advise(memmap2::Advice::HugePage);
+            MembwBuffer::Map(m)
+        }
+        Err(_) => MembwBuffer::Vec(vec![0; words]),
+    }
+}
+
 /// One `membw` row per thread count.
 fn bench_membw(bytes: usize, threads: &[usize]) -> Vec<Value> {
+    let mut buf = membw_buffer(bytes / 8);
     // Written, not just allocated: untouched pages all map the one zero page and would read from cache.
-    let words: Vec<u64> = (0..bytes / 8)
-        .map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .collect();
+    for (i, w) in buf.words_mut().iter_mut().enumerate() {
+        *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let words = buf.words_mut();
     threads
         .iter()
         .map(|&t| {
-            let (gb_s, samples) = read_bandwidth(&words, t);
+            let (gb_s, samples) = read_bandwidth(words, t);
             json!({"test": "membw", "threads": t, "gb_s": gb_s, "buffer_bytes": words.len() * 8,
                    "passes": samples.len(), "samples_gb_s": samples})
         })
