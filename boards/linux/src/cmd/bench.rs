@@ -410,38 +410,65 @@ fn read_bandwidth(buf: &[u64], threads: usize) -> (f64, Vec<f64>) {
     (median(gb_s.clone()), gb_s)
 }
 
-/// The `--membw` buffer: anonymous memory in 2 MiB pages where the kernel has them, as model
-/// files are mapped (`load.rs`), so the roofline compares reads through the same page size.
-enum MembwBuffer {
+/// Anonymous memory in 2 MiB pages where the kernel has them, as model files are mapped
+/// (`load.rs`): `--membw` and `--kernels` then read through the same page size as decode does.
+pub(crate) struct HugeBuf {
+    words: Words,
+    len: usize,
+}
+
+enum Words {
     Map(memmap2::MmapMut),
     Vec(Vec<u64>),
 }
 
-impl MembwBuffer {
-    fn words_mut(&mut self) -> &mut [u64] {
-        match self {
-            // SAFETY: the anonymous map is page-aligned (so `head` is empty) and every bit pattern
-            // is a valid u64; the words borrow the map mutably, as this method borrows `self`.
-            MembwBuffer::Map(m) => unsafe { m.align_to_mut::<u64>().1 },
-            MembwBuffer::Vec(v) => v,
+impl HugeBuf {
+    /// `len` zeroed bytes, 8-byte aligned.
+    pub(crate) fn zeroed(len: usize) -> HugeBuf {
+        let words = len.div_ceil(8);
+        let words = match memmap2::MmapMut::map_anon(words * 8) {
+            Ok(m) => {
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::HugePage);
+                Words::Map(m)
+            }
+            Err(_) => Words::Vec(vec![0; words]),
+        };
+        HugeBuf { words, len }
+    }
+
+    /// The whole words (the bytes rounded up to a multiple of 8).
+    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
+        match &mut self.words {
+            // SAFETY: the anonymous map is page-aligned and a whole number of words long (so the
+            // head and tail are empty), and every bit pattern is a valid u64; the words borrow
+            // the map mutably, as this method borrows `self`.
+            Words::Map(m) => unsafe { m.align_to_mut::<u64>().1 },
+            Words::Vec(v) => v,
         }
     }
-}
 
-fn membw_buffer(words: usize) -> MembwBuffer {
-    match memmap2::MmapMut::map_anon(words * 8) {
-        Ok(m) => {
-            #[cfg(target_os = "linux")]
-            let _ = m.advise(memmap2::Advice::HugePage);
-            MembwBuffer::Map(m)
-        }
-        Err(_) => MembwBuffer::Vec(vec![0; words]),
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let all: &[u8] = match &self.words {
+            Words::Map(m) => m,
+            Words::Vec(v) => bytemuck::cast_slice(v),
+        };
+        &all[..self.len]
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        let all: &mut [u8] = match &mut self.words {
+            Words::Map(m) => m,
+            Words::Vec(v) => bytemuck::cast_slice_mut(v),
+        };
+        &mut all[..len]
     }
 }
 
 /// One `membw` row per thread count.
 fn bench_membw(bytes: usize, threads: &[usize]) -> Vec<Value> {
-    let mut buf = membw_buffer(bytes / 8);
+    let mut buf = HugeBuf::zeroed(bytes / 8 * 8);
     // Written, not just allocated: untouched pages all map the one zero page and would read from cache.
     for (i, w) in buf.words_mut().iter_mut().enumerate() {
         *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
