@@ -301,6 +301,35 @@ fn prediction_weighs_types_and_adds_the_per_layer_cost() {
         let want = 1.0 / (weighted / bpt / b + layers * us * 1e-6);
         assert!((p - want).abs() < 1e-9 * want, "{p} vs {want}");
     }
+    // Per thread count, `by_type_threads` overrides `by_type` where it has the type.
+    let t = profile("by_type = { q4_1 = 0.5 }\nby_type_threads = { 2 = { q4_1 = 0.25 } }");
+    let q4_1 = t["weight_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["type"] == "q4_1")
+        .unwrap();
+    let at: Vec<(u64, f64)> = q4_1["efficiency_by_threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["threads"].as_u64().unwrap(),
+                e["efficiency"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(at, [(1, 0.5), (2, 0.25), (4, 0.5)]);
+    let share = q4_1["bytes_per_token"].as_f64().unwrap() / bpt;
+    for ((&b, &p), e) in by_threads(&base)
+        .iter()
+        .zip(&by_threads(&t))
+        .zip([0.5, 0.25, 0.5])
+    {
+        let want = 1.0 / ((1.0 - share + share / e) / b);
+        assert!((p - want).abs() < 1e-9 * want, "{p} vs {want}");
+    }
     let bad = |extra: &str, needles: &[&str]| {
         let p = dir.join("bad-eff.toml");
         std::fs::write(&p, rpi5.replace(old, &format!("{old}\n{extra}"))).unwrap();
@@ -317,6 +346,14 @@ fn prediction_weighs_types_and_adds_the_per_layer_cost() {
     bad(
         "by_type = { q9_9 = 1.0 }",
         &["efficiency.by_type: \"q9_9\" is not a ggml type name"],
+    );
+    bad(
+        "by_type_threads = { x = { q4_1 = 1.0 } }",
+        &["efficiency.by_type_threads: key \"x\" is not a thread count"],
+    );
+    bad(
+        "by_type_threads = { 2 = { q4_1 = 0.0 } }",
+        &["efficiency.by_type_threads.2: 0 for q4_1 must be a positive number"],
     );
     std::fs::remove_dir_all(&dir).ok();
 }

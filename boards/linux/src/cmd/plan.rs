@@ -9,7 +9,7 @@
 //!   weights `edgelm bench` counts, plus the KV rows attended, averaged over a 64-token generation
 //!   as `bench -n 64` measures) ÷ the board's read bandwidth at a thread count, times the fraction
 //!   of that roofline the profile says is reached (`by_threads`, scaled per weight type by
-//!   `by_type`), plus a fixed cost per layer (`layer_us`) where the profile measured one. The
+//!   `by_type`, or by `by_type_threads` at the thread counts it has), plus a fixed cost per layer (`layer_us`) where the profile measured one. The
 //!   thread count predicted fastest is chosen. `scripts/check-planner --calibrate` measures the
 //!   host's figures and checks the predictions against `edgelm bench`.
 //! - Board profiles are TOML files in `boards/profiles/` (or any path to a `.toml` file); every
@@ -147,6 +147,11 @@ pub struct Efficiency {
     /// interleaved type without its own figure takes its base type's.
     #[serde(default)]
     pub by_type: BTreeMap<String, f64>,
+    /// `by_type` measured at each thread count (`{ 1 = { q8_0 = 1.3, … }, 2 = { … } }`), which
+    /// it overrides there: a memory-bound type's lead over a compute-bound one shrinks once
+    /// more threads share the memory.
+    #[serde(default)]
+    pub by_type_threads: BTreeMap<String, BTreeMap<String, f64>>,
     /// Microseconds per layer per token that do not scale with weight bytes (attention, norms,
     /// activation quantizing, thread syncs), by thread count; missing counts 0. Small models
     /// have many thin layers, and this is what sets a 30-layer and a 3-layer model of the same
@@ -160,8 +165,20 @@ pub struct Efficiency {
 impl Efficiency {
     /// The relative efficiency of weights of type `ty`.
     fn of_type(&self, ty: GgmlType) -> f64 {
-        let get = |t: GgmlType| self.by_type.get(&t.name().to_lowercase()).copied();
-        get(ty).or_else(|| get(ty.base())).unwrap_or(1.0)
+        Self::lookup(&self.by_type, ty).unwrap_or(1.0)
+    }
+
+    /// The relative efficiency of weights of type `ty` at `threads` threads.
+    fn of_type_at(&self, ty: GgmlType, threads: usize) -> f64 {
+        self.by_type_threads
+            .get(&threads.to_string())
+            .and_then(|m| Self::lookup(m, ty))
+            .unwrap_or_else(|| self.of_type(ty))
+    }
+
+    fn lookup(m: &BTreeMap<String, f64>, ty: GgmlType) -> Option<f64> {
+        let get = |t: GgmlType| m.get(&t.name().to_lowercase()).copied();
+        get(ty).or_else(|| get(ty.base()))
     }
 }
 
@@ -299,16 +316,26 @@ fn check_profile(p: &Profile) -> Result<()> {
             bail!("efficiency.layer_us: {v} at {t} threads must be a number, 0 or more");
         }
     }
-    for (k, &v) in &p.efficiency.by_type {
-        if !GgmlType::ALL
-            .iter()
-            .any(|t| t.name().eq_ignore_ascii_case(k))
-        {
-            bail!("efficiency.by_type: {k:?} is not a ggml type name");
+    let by_type = |what: &str, m: &BTreeMap<String, f64>| -> Result<()> {
+        for (k, &v) in m {
+            if !GgmlType::ALL
+                .iter()
+                .any(|t| t.name().eq_ignore_ascii_case(k))
+            {
+                bail!("efficiency.{what}: {k:?} is not a ggml type name");
+            }
+            if !(v.is_finite() && v > 0.0) {
+                bail!("efficiency.{what}: {v} for {k} must be a positive number");
+            }
         }
-        if !(v.is_finite() && v > 0.0) {
-            bail!("efficiency.by_type: {v} for {k} must be a positive number");
+        Ok(())
+    };
+    by_type("by_type", &p.efficiency.by_type)?;
+    for (k, m) in &p.efficiency.by_type_threads {
+        if k.parse::<usize>().map_or(true, |t| t == 0) {
+            bail!("efficiency.by_type_threads: key {k:?} is not a thread count");
         }
+        by_type(&format!("by_type_threads.{k}"), m)?;
     }
     if thread_figures(p).is_empty() {
         bail!("no thread count has both a bandwidth.read_gb_s and an efficiency.by_threads figure");
@@ -376,33 +403,34 @@ fn requantized_bytes(g: &Gguf<'_>, file_bytes: u64, ty: GgmlType) -> u64 {
     (file_bytes as i64 + delta).max(0) as u64
 }
 
-/// Decode bytes per token: the weights `edgelm bench` counts (scaled when requantized) plus the
-/// KV rows attended, averaged over a 64-token generation. Also the same bytes with each type's
-/// weights divided by its relative efficiency: what the roofline divides by.
-fn bytes_per_token(
-    weights: &[(GgmlType, u64)],
-    c: &Config,
-    kv: KvType,
-    e: &Efficiency,
-) -> Result<(f64, f64)> {
+/// Decode bytes per token: the weights `edgelm bench` counts (scaled when requantized), and the
+/// KV rows attended, averaged over a 64-token generation.
+fn bytes_per_token(weights: &[(GgmlType, u64)], c: &Config, kv: KvType) -> Result<(f64, f64)> {
     // KV bytes per position from the plan itself (any element type, padding amortized).
     let n = 4096.min(c.max_ctx().unwrap_or(4096));
     let per_pos = plan_with(c, n, kv)?.kv_bytes as f64 / n as f64;
     let kv_bytes = per_pos * (64.0 + 1.0) / 2.0;
     let raw: f64 = weights.iter().map(|&(_, b)| b as f64).sum();
-    let weighted: f64 = weights
-        .iter()
-        .map(|&(ty, b)| b as f64 / e.of_type(ty))
-        .sum();
-    Ok((raw + kv_bytes, weighted + kv_bytes))
+    Ok((raw + kv_bytes, kv_bytes))
 }
 
-/// Predicted tok/s at each thread count, and the best, for `weighted` bytes per token and
-/// `layers` layers: a token takes the bytes' roofline time ÷ efficiency plus the per-layer cost.
-fn predict(p: &Profile, weighted: f64, layers: usize) -> (Vec<(usize, f64)>, usize, f64) {
+/// Predicted tok/s at each thread count, and the best, for `layers` layers: a token takes the
+/// roofline time of its bytes, each type's weights divided by that type's relative efficiency
+/// at the thread count, ÷ efficiency, plus the per-layer cost.
+fn predict(
+    p: &Profile,
+    weights: &[(GgmlType, u64)],
+    kv_bytes: f64,
+    layers: usize,
+) -> (Vec<(usize, f64)>, usize, f64) {
     let preds: Vec<(usize, f64)> = thread_figures(p)
         .into_iter()
         .map(|(t, bw, e, us)| {
+            let weighted: f64 = weights
+                .iter()
+                .map(|&(ty, b)| b as f64 / p.efficiency.of_type_at(ty, t))
+                .sum::<f64>()
+                + kv_bytes;
             let secs = weighted / (e * bw * 1e9) + layers as f64 * us * 1e-6;
             (t, 1.0 / secs)
         })
@@ -427,8 +455,8 @@ pub fn main(a: Args) -> Result<()> {
     let n = need(&c, file_bytes, ctx, a.kv_type, mcu)?;
     let ok = fits(&n, ram_avail, storage);
     let weights = weight_bytes_by_type(&g);
-    let (bpt, weighted) = bytes_per_token(&weights, &c, a.kv_type, &prof.efficiency)?;
-    let (preds, threads, pred) = predict(&prof, weighted, c.n_layer);
+    let (bpt, kv_bytes) = bytes_per_token(&weights, &c, a.kv_type)?;
+    let (preds, threads, pred) = predict(&prof, &weights, kv_bytes, c.n_layer);
 
     // What would make it fit, each checked with the same rules.
     let mut suggestions: Vec<Value> = Vec::new();
@@ -501,6 +529,9 @@ pub fn main(a: Args) -> Result<()> {
         "weight_types": weights.iter().map(|&(ty, b)| json!({
             "type": ty.name().to_lowercase(), "bytes_per_token": b,
             "efficiency": prof.efficiency.of_type(ty),
+            "efficiency_by_threads": preds.iter().map(|&(t, _)| json!({
+                "threads": t, "efficiency": prof.efficiency.of_type_at(ty, t),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "pred_tok_s_by_threads": preds.iter().map(|&(t, s)| json!({"threads": t, "tok_s": s})).collect::<Vec<_>>(),
         "suggestions": suggestions,
