@@ -726,6 +726,27 @@ fn bench_json_rows_and_roofline() {
     assert!(!table.contains("tg"), "-n 0 skips tg: {table}");
 }
 
+/// `-d N`: N tokens already cached when each test starts (llama-bench's depth), named as
+/// llama-bench names them; the KV bytes count the cached rows too.
+#[test]
+fn bench_depth() {
+    let m = smollm2();
+    let ms = m.to_str().unwrap();
+    let j = ok_json(&[
+        "bench", "-m", ms, "-p", "4", "-n", "4", "-d", "8", "-r", "1", "-t", "1", "--json",
+    ]);
+    let rows = j.as_array().unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["pp4 @ d8", "tg4 @ d8"], "{j}");
+    let per_pos = 30.0 * 2.0 * 192.0 * 2.0;
+    for r in rows {
+        assert_eq!(r["n_depth"].as_u64(), Some(8), "{r}");
+        assert!(r["tok_s_mean"].as_f64().unwrap() > 0.0, "{r}");
+        let kv = r["kv_bytes_per_token"].as_f64().unwrap();
+        assert!((kv - per_pos * (8.0 + 2.5)).abs() < 1e-6, "{r}");
+    }
+}
+
 #[test]
 fn bench_membw_alone() {
     let o = edgelm(&["bench", "--membw", "-t", "1"]);

@@ -75,6 +75,10 @@ pub struct Args {
     /// Comma-separated thread counts (default: 1 and every core, e.g. 1,2).
     #[arg(short = 't', long, value_name = "LIST", value_parser = parse_threads)]
     threads: Option<ThreadList>,
+    /// Tokens already in the context when each test starts (llama-bench's -d): tests are named
+    /// `pp64 @ d512`, `tg64 @ d512`.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    n_depth: usize,
     /// Prompt tokens per batch in the pp test (llama-bench's -b; 1 = one at a time).
     #[arg(short = 'b', long = "batch-size", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
@@ -262,32 +266,44 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     let model = ModelVec::load(&g).with_context(|| format!("cannot load {}", path.display()))?;
     let facts = model_facts(&g, &model)?;
     let tok = Tokenizer::from_gguf(&g).ok();
-    let n_ctx = a.n_prompt.max(a.n_gen).max(1);
+    let depth = a.n_depth;
+    let n_ctx = depth
+        .checked_add(a.n_prompt.max(a.n_gen).max(1))
+        .context("-d is too large")?;
     let n_batch = a.batch_size as usize;
     let kv = edgelm::kv::KvType::F16;
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, kv, n_batch)?;
     let mut mem = crate::load::session_memory(&plan)?;
     let mut s = Session::with_batch(&model, &mut mem, n_ctx, kv, n_batch)?;
     let prompt = bench_tokens(tok.as_ref(), model.config.n_vocab, a.n_prompt.max(1));
+    let fill = bench_tokens(tok.as_ref(), model.config.n_vocab, depth.max(1));
+    let at = |name: String| {
+        if depth > 0 {
+            format!("{name} @ d{depth}")
+        } else {
+            name
+        }
+    };
 
     let mut rows = Vec::new();
     let mut test =
-        |name: String, n: usize, n_prompt: usize, run: &mut dyn FnMut() -> Result<()>| {
+        |name: String, n: usize, n_prompt: usize, run: &mut dyn FnMut() -> Result<f64>| {
             run()?; // warm-up
             let mut samples = Vec::with_capacity(a.reps);
             for _ in 0..a.reps {
-                let t0 = Instant::now();
-                run()?;
-                samples.push(n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
+                let secs = run()?;
+                samples.push(n as f64 / secs.max(1e-9));
             }
             let (mean, sd) = mean_sd(&samples);
-            // Positions attended, averaged over the test's steps: step i reads i + 1 cached rows.
-            let kv = facts.kv_per_position * (n as f64 + 1.0) / 2.0;
+            // Positions attended, averaged over the test's steps: step i reads depth + i + 1
+            // cached rows.
+            let kv = facts.kv_per_position * (depth as f64 + (n as f64 + 1.0) / 2.0);
             rows.push(json!({
             "test": name, "threads": threads, "tok_s_mean": mean, "tok_s_sd": sd,
             "bytes_per_token": facts.weights_per_token as f64 + kv,
             "weight_bytes_per_token": facts.weights_per_token, "kv_bytes_per_token": kv,
             "samples_tok_s": samples, "reps": a.reps, "n_prompt": n_prompt, "n_gen": n - n_prompt,
+            "n_depth": depth,
             "n_batch": a.batch_size,
             "model": facts.desc, "file": path, "size_bytes": facts.size_bytes,
             "params": facts.params, "backend": "CPU",
@@ -296,25 +312,40 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
             anyhow::Ok(())
         };
     if a.n_prompt > 0 {
-        let name = format!("pp{}", a.n_prompt);
+        let name = at(format!("pp{}", a.n_prompt));
         test(name, a.n_prompt, a.n_prompt, &mut || {
-            s.truncate(0);
+            to_depth(&mut s, &fill[..depth])?;
+            let t0 = Instant::now();
             s.eval_all(&prompt)?;
-            Ok(())
+            Ok(t0.elapsed().as_secs_f64())
         })?;
     }
     if a.n_gen > 0 {
-        let name = format!("tg{}", a.n_gen);
+        let name = at(format!("tg{}", a.n_gen));
         test(name, a.n_gen, 0, &mut || {
-            s.truncate(0);
+            to_depth(&mut s, &fill[..depth])?;
+            let t0 = Instant::now();
             let mut t = prompt[0];
             for _ in 0..a.n_gen {
                 t = argmax(s.eval(t)?);
             }
-            Ok(())
+            Ok(t0.elapsed().as_secs_f64())
         })?;
     }
     Ok(rows)
+}
+
+/// Back to `fill.len()` cached tokens: a filled cache is kept between runs, unless a
+/// sliding-window ring overwrote what the first positions need.
+fn to_depth<'a, L: AsRef<[edgelm::model::LayerWeights<'a>]>>(
+    s: &mut Session<'_, 'a, L>,
+    fill: &[u32],
+) -> Result<()> {
+    if s.truncate(fill.len()) < fill.len() {
+        s.truncate(0);
+        s.eval_all(fill)?;
+    }
+    Ok(())
 }
 
 /// Runs `edgelm bench --json` for one thread count in a child process and returns its rows.
@@ -328,6 +359,7 @@ fn bench_child(a: &Args, threads: usize) -> Result<Vec<Value>> {
         .arg("-m")
         .arg(path)
         .args(["-p", &a.n_prompt.to_string(), "-n", &a.n_gen.to_string()])
+        .args(["-d", &a.n_depth.to_string()])
         .args([
             "-r",
             &a.reps.to_string(),
