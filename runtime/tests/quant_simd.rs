@@ -147,7 +147,7 @@ fn check_rows(ty: GgmlType, n: usize, w: &[u8], act: &[u8], what: &str) {
 /// The types every SIMD level runs in the blockwise order ([`blockwise_dot`]).
 const BLOCKWISE: [GgmlType; 1] = [Q4_0];
 
-/// Matrix × vector products taller than the kernels' row panels (half a megabyte of rows, over
+/// Matrix × vector products taller than the kernels' row panels (a megabyte of rows, over
 /// which the eight-row kernels spread their streams): every row still gets the reference's bits,
 /// in the whole panels, the last partial one and the rows past the last group of eight, also
 /// when rows are longer than one prepared activation chunk (2048 elements).
@@ -155,7 +155,7 @@ const BLOCKWISE: [GgmlType; 1] = [Q4_0];
 fn blockwise_matvec_is_bit_exact_past_a_panel() {
     let mut rng = Rng(0xB10C_3153_0000_0002);
     for ty in BLOCKWISE {
-        for (n, rows) in [(576, 2 * 1616 + 13), (2080, 1003)] {
+        for (n, rows) in [(576, 2 * 3232 + 13), (2080, 2 * 896 + 13)] {
             let w = random_blocks(&mut rng, ty, n * rows);
             let wr = ty.row_bytes(n).unwrap();
             let act = quantize(ty.vec_dot_type(), &rng.vec(n, 3.0));
