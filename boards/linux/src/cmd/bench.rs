@@ -442,78 +442,36 @@ fn read_bandwidth(buf: &[u64], threads: usize) -> (f64, Vec<f64>) {
     (median(gb_s.clone()), gb_s)
 }
 
-/// Anonymous memory in 2 MiB pages where the kernel has them, as model files are mapped
-/// (`load.rs`): `--membw` and `--kernels` then read through the same page size as decode does.
-pub(crate) struct HugeBuf {
-    words: Words,
-    len: usize,
-}
-
-enum Words {
-    Map(memmap2::MmapMut),
-    Vec(Vec<u64>),
-}
-
-impl HugeBuf {
-    /// `len` zeroed bytes, 8-byte aligned.
-    pub(crate) fn zeroed(len: usize) -> HugeBuf {
-        let words = len.div_ceil(8);
-        let words = match memmap2::MmapMut::map_anon(words * 8) {
-            Ok(m) => {
-                #[cfg(target_os = "linux")]
-                let _ = m.advise(memmap2::Advice::HugePage);
-                Words::Map(m)
-            }
-            Err(_) => Words::Vec(vec![0; words]),
-        };
-        HugeBuf { words, len }
-    }
-
-    /// The whole words (the bytes rounded up to a multiple of 8).
-    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
-        match &mut self.words {
-            // SAFETY: the anonymous map is page-aligned and a whole number of words long (so the
-            // head and tail are empty), and every bit pattern is a valid u64; the words borrow
-            // the map mutably, as this method borrows `self`.
-            Words::Map(m) => unsafe { m.align_to_mut::<u64>().1 },
-            Words::Vec(v) => v,
-        }
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        let all: &[u8] = match &self.words {
-            Words::Map(m) => m,
-            Words::Vec(v) => bytemuck::cast_slice(v),
-        };
-        &all[..self.len]
-    }
-
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.len;
-        let all: &mut [u8] = match &mut self.words {
-            Words::Map(m) => m,
-            Words::Vec(v) => bytemuck::cast_slice_mut(v),
-        };
-        &mut all[..len]
-    }
+/// `len` zeroed bytes of anonymous memory in 2 MiB pages where the kernel has them, as model
+/// files are mapped (`load.rs`): `--membw` and `--kernels` then read through the same page size
+/// as decode does.
+pub(crate) fn huge_buffer(len: usize) -> Result<memmap2::MmapMut> {
+    let m = memmap2::MmapMut::map_anon(len)
+        .with_context(|| format!("cannot allocate a {} MiB buffer", len >> 20))?;
+    #[cfg(target_os = "linux")]
+    let _ = m.advise(memmap2::Advice::HugePage);
+    Ok(m)
 }
 
 /// One `membw` row per thread count.
-fn bench_membw(bytes: usize, threads: &[usize]) -> Vec<Value> {
-    let mut buf = HugeBuf::zeroed(bytes / 8 * 8);
+fn bench_membw(bytes: usize, threads: &[usize]) -> Result<Vec<Value>> {
+    let mut buf = huge_buffer(bytes / 8 * 8)?;
+    // SAFETY: the anonymous map is page-aligned and a whole number of words long (so the head and
+    // tail are empty), and every bit pattern is a valid u64; `words` borrows `buf` mutably.
+    let words = unsafe { buf.align_to_mut::<u64>().1 };
     // Written, not just allocated: untouched pages all map the one zero page and would read from cache.
-    for (i, w) in buf.words_mut().iter_mut().enumerate() {
+    for (i, w) in words.iter_mut().enumerate() {
         *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-    let words = buf.words_mut();
-    threads
+    let words = &*words;
+    Ok(threads
         .iter()
         .map(|&t| {
             let (gb_s, samples) = read_bandwidth(words, t);
             json!({"test": "membw", "threads": t, "gb_s": gb_s, "buffer_bytes": words.len() * 8,
                    "passes": samples.len(), "samples_gb_s": samples})
         })
-        .collect()
+        .collect())
 }
 
 fn print_table(rows: &[Value], membw: bool) {
@@ -631,7 +589,7 @@ pub fn main(a: Args) -> Result<()> {
         };
         let mut ts = vec![1];
         ts.extend(threads.iter().filter(|&&t| t != 1));
-        let bw = bench_membw(bytes.max(1 << 20), &ts);
+        let bw = bench_membw(bytes.max(1 << 20), &ts)?;
         // Roofline: the fraction of the measured bandwidth the run's bytes per token use.
         for r in rows.iter_mut() {
             let gb_s = bw

@@ -52,7 +52,7 @@ fn median(mut x: Vec<f64>) -> f64 {
 }
 
 /// A `rows` × [`COLS`] matrix of `ty`: [`DISTINCT_ROWS`] quantized rows, repeated.
-fn matrix(ty: GgmlType, rows: usize) -> Result<super::HugeBuf> {
+fn matrix(ty: GgmlType, rows: usize) -> Result<memmap2::MmapMut> {
     let rb = ty
         .row_bytes(COLS)
         .context("2048 columns are whole blocks")?;
@@ -61,8 +61,8 @@ fn matrix(ty: GgmlType, rows: usize) -> Result<super::HugeBuf> {
         quant::quantize_row(ty, &values(COLS, 7 + i as u64), row)
             .map_err(|e| anyhow::anyhow!("quantizing a {ty} row: {e:?}"))?;
     }
-    let mut w = super::HugeBuf::zeroed(rb * rows);
-    for chunk in w.bytes_mut().chunks_mut(distinct.len()) {
+    let mut w = super::huge_buffer(rb * rows)?;
+    for chunk in w.chunks_mut(distinct.len()) {
         chunk.copy_from_slice(&distinct[..chunk.len()]);
     }
     Ok(w)
@@ -71,7 +71,7 @@ fn matrix(ty: GgmlType, rows: usize) -> Result<super::HugeBuf> {
 /// One type's matrix, quantized activation and output.
 struct Case {
     ty: GgmlType,
-    w: super::HugeBuf,
+    w: memmap2::MmapMut,
     act: Vec<u8>,
     out: Vec<f32>,
 }
@@ -98,7 +98,7 @@ impl Case {
 
     /// Seconds for `out = W · act` on the global pool (its current thread count).
     fn time(&mut self) -> f64 {
-        let (ty, w, act) = (self.ty, self.w.bytes(), &self.act);
+        let (ty, w, act) = (self.ty, &self.w[..], &self.act);
         let t0 = Instant::now();
         edgelm::threads::for_each_part([&mut self.out[..]], 8, |_, first, part| {
             quant::matvec_rows(ty, COLS, w, act, first, part);
@@ -134,7 +134,7 @@ pub fn bench(bytes: usize, threads: &[usize]) -> Result<Vec<Value>> {
         let gb_s: Vec<f64> = cases
             .iter()
             .zip(secs)
-            .map(|(c, s)| c.w.bytes().len() as f64 / median(s) / 1e9)
+            .map(|(c, s)| c.w.len() as f64 / median(s) / 1e9)
             .collect();
         let reference = cases
             .iter()
@@ -145,7 +145,7 @@ pub fn bench(bytes: usize, threads: &[usize]) -> Result<Vec<Value>> {
             rows.push(
                 json!({"test": "kernel", "type": c.ty.name().to_lowercase(), "threads": t,
                              "gb_s": g, "vs_q4_1": g / reference.max(1e-9),
-                             "weight_bytes": c.w.bytes().len(), "passes": PASSES}),
+                             "weight_bytes": c.w.len(), "passes": PASSES}),
             );
         }
     }
