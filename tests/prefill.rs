@@ -1,7 +1,8 @@
 //! Batched prefill (weights × a matrix of prompt activations) gives exactly the numbers of
 //! token-by-token evaluation on the real SmolLM2 file and its Q8_0 and Q4_0 conversions: every
 //! logit of every prompt position, bit for bit, at batch sizes that do and do not divide the
-//! prompt, at 1 and 2 threads, and the greedy continuation is unchanged. One test in this binary: the thread count is process-wide.
+//! prompt, at 1 and 2 threads, and the greedy continuation is unchanged. One test in this binary:
+//! the thread count is process-wide.
 
 use edgelm::gguf::Gguf;
 use edgelm::kv::KvType;

@@ -9,9 +9,10 @@
 //!   weights `edgelm bench` counts, plus the KV rows attended, averaged over a 64-token generation
 //!   as `bench -n 64` measures) ÷ the board's read bandwidth at a thread count, times the fraction
 //!   of that roofline the profile says is reached (`by_threads`, scaled per weight type by
-//!   `by_type`, or by `by_type_threads` at the thread counts it has), plus a fixed cost per layer (`layer_us`) where the profile measured one. The
-//!   thread count predicted fastest is chosen. `scripts/check-planner --calibrate` measures the
-//!   host's figures and checks the predictions against `edgelm bench`.
+//!   `by_type`, or by `by_type_threads` at the thread counts it has), plus a fixed cost per layer
+//!   (`layer_us`) where the profile measured one. The thread count predicted fastest is chosen.
+//!   `scripts/check-planner --calibrate` measures the host's figures and checks the predictions
+//!   against `edgelm bench`.
 //! - Board profiles are TOML files in `boards/profiles/` (or any path to a `.toml` file); every
 //!   figure carries its source.
 
