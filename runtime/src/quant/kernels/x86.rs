@@ -2068,17 +2068,13 @@ macro_rules! avx2_family {
                     );
                 }
                 let isum = q4_0_diag_isum(a, yb);
-                let h = |k: usize| u16::from_le_bytes(x[k][b].d) as i16;
-                let xd = _mm256_cvtph_ps(_mm_set_epi16(
-                    h(7),
-                    h(6),
-                    h(5),
-                    h(4),
-                    h(3),
-                    h(2),
-                    h(1),
-                    h(0),
-                ));
+                // The eight scales packed in general registers, two moves to the vector unit:
+                // eight word inserts kept the vector ports busy (SmolLM2 Q4_0 decode at one
+                // thread +5.7%, two +1.7%, Zen 4).
+                let h = |k: usize| u64::from(u16::from_le_bytes(x[k][b].d));
+                let four =
+                    |k: usize| (h(k) | h(k + 1) << 16 | h(k + 2) << 32 | h(k + 3) << 48) as i64;
+                let xd = _mm256_cvtph_ps(_mm_set_epi64x(four(4), four(0)));
                 let d = _mm256_mul_ps(xd, _mm256_set1_ps(yb.d));
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
             }
