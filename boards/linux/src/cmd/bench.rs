@@ -21,6 +21,7 @@ use edgelm::model::ModelVec;
 use edgelm::quant::GgmlType;
 use edgelm::session::Session;
 use edgelm::tokenizer::Tokenizer;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -270,6 +271,14 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     let n_ctx = depth
         .checked_add(a.n_prompt.max(a.n_gen).max(1))
         .context("-d is too large")?;
+    let n_train = model.config.n_ctx_train;
+    if n_train > 0 && n_ctx > n_train {
+        eprintln!(
+            "bench: warning: -d {depth} takes the tests to {n_ctx} positions, past the \
+             {n_train} {} was trained for: its speed is measured, not its output",
+            path.display()
+        );
+    }
     let n_batch = a.batch_size as usize;
     let kv = edgelm::kv::KvType::F16;
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, kv, n_batch)?;
@@ -277,6 +286,7 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     let mut s = Session::with_batch(&model, &mut mem, n_ctx, kv, n_batch)?;
     let prompt = bench_tokens(tok.as_ref(), model.config.n_vocab, a.n_prompt.max(1));
     let fill = bench_tokens(tok.as_ref(), model.config.n_vocab, depth.max(1));
+    let bar = fill_bar(depth);
     let at = |name: String| {
         if depth > 0 {
             format!("{name} @ d{depth}")
@@ -314,7 +324,7 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     if a.n_prompt > 0 {
         let name = at(format!("pp{}", a.n_prompt));
         test(name, a.n_prompt, a.n_prompt, &mut || {
-            to_depth(&mut s, &fill[..depth])?;
+            to_depth(&mut s, &fill[..depth], &bar)?;
             let t0 = Instant::now();
             s.eval_all(&prompt)?;
             Ok(t0.elapsed().as_secs_f64())
@@ -323,7 +333,7 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     if a.n_gen > 0 {
         let name = at(format!("tg{}", a.n_gen));
         test(name, a.n_gen, 0, &mut || {
-            to_depth(&mut s, &fill[..depth])?;
+            to_depth(&mut s, &fill[..depth], &bar)?;
             let t0 = Instant::now();
             let mut t = prompt[0];
             for _ in 0..a.n_gen {
@@ -335,15 +345,39 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     Ok(rows)
 }
 
+/// Tokens per step of the depth fill (the bar moves between steps; with the default -b 32 the
+/// batches are those of one call).
+const FILL_STEP: usize = 256;
+
+/// The depth fill's progress on a terminal (a fill of thousands of tokens takes minutes, with
+/// no other output until the tests' rows); hidden when stderr is not a terminal.
+fn fill_bar(depth: usize) -> ProgressBar {
+    if depth < FILL_STEP {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(depth as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tokens of depth, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
 /// Back to `fill.len()` cached tokens: a filled cache is kept between runs, unless a
 /// sliding-window ring overwrote what the first positions need.
 fn to_depth<'a, L: AsRef<[edgelm::model::LayerWeights<'a>]>>(
     s: &mut Session<'_, 'a, L>,
     fill: &[u32],
+    bar: &ProgressBar,
 ) -> Result<()> {
     if s.truncate(fill.len()) < fill.len() {
         s.truncate(0);
-        s.eval_all(fill)?;
+        bar.reset();
+        for step in fill.chunks(FILL_STEP) {
+            s.eval_all(step)?;
+            bar.inc(step.len() as u64);
+        }
+        bar.finish_and_clear();
     }
     Ok(())
 }
