@@ -1683,6 +1683,10 @@ macro_rules! avx2_family {
                 GgmlType::Q4_1 => rows4!(out, w, w_row, act, rows_q4_1),
                 GgmlType::Q5_0 => rows4!(out, w, w_row, act, rows_q5_0),
                 GgmlType::Q5_1 => rows4!(out, w, w_row, act, rows_q5_1),
+                // With 32-bit dot products, quants + 128 as unsigned bytes and −128 · Σy as the
+                // accumulator's start: the same lane integers as the sign trick in two vector
+                // operations instead of three (no 16-bit pair sums to saturate).
+                GgmlType::Q8_0 if $dp32 => rows4!(out, w, w_row, act, rows_q8_0u),
                 GgmlType::Q8_0 => rows4!(out, w, w_row, act, rows_q8_0),
                 GgmlType::Q4_K => rows!(out, w, w_row, act, dot_q4_k),
                 GgmlType::Q5_K => rows!(out, w, w_row, act, dot_q5_k),
@@ -2213,6 +2217,19 @@ macro_rules! avx2_family {
             mul_sum_i8,
             $dp_us8,
             0,
+            |x| u32::from(u16::from_le_bytes(x.d)),
+            |y| u32::from(u16::from_le_bytes(y.d)),
+            false
+        );
+        legacy_rows!(
+            $features,
+            rows_q8_0u,
+            BlockQ8_0,
+            BlockQ8_0,
+            |x| _mm256_xor_si256(load32i(&x.qs), _mm256_set1_epi8(-128)),
+            $mul_sum_us8,
+            $dp_us8,
+            128,
             |x| u32::from(u16::from_le_bytes(x.d)),
             |y| u32::from(u16::from_le_bytes(y.d)),
             false
