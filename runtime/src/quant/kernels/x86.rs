@@ -7,7 +7,8 @@
 //! - The 32-element block types take four weight rows per activation block (`rows4!`): the
 //!   activation's loads and scale conversion are shared, and each block's f16 scale and min are
 //!   widened together. On AVX-512, Q4_0/Q4_1/Q5_0/Q5_1 put two blocks in each vector; Q8_0 stays
-//!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits).
+//!   at 256 bits, which measured faster (its signed products have no `vpsignb` at 512 bits; with
+//!   VNNI it takes the quants + 128 as unsigned bytes instead, `rows_q8_0u`).
 //! - Matrix products (`matmul`, batched prompts) run the same per-pair operations over tiles of
 //!   four rows × several activation columns (`tiles!`; on AVX-512 two columns per 512-bit vector,
 //!   `tiles512!`), so each column is bit-identical to its matrix-vector result.
@@ -1155,7 +1156,8 @@ macro_rules! avx512_family {
                 GgmlType::Q5_0 => rows4_wide!(out, w, w_row, act, wide_q5_0),
                 GgmlType::Q5_1 => rows4_wide!(out, w, w_row, act, wide_q5_1),
                 // Q8_0's signed products cost more at 512 bits (no vpsignb: a mask, abs and a
-                // masked subtract, on two ports) than in the 256-bit kernel: measured slower.
+                // masked subtract, on two ports) than in the 256-bit kernel: measured slower
+                // (before its VNNI levels took the quants + 128 instead; not measured since).
                 _ => return matvec256(ty, w, w_row, act, out),
             }
             true
