@@ -112,8 +112,9 @@ pub fn peak_rss_bytes() -> u64 {
 }
 
 /// Session memory for `plan`, refused with a clear error when the machine cannot hold it
-/// (a huge `-c` would otherwise abort inside the allocator).
-pub fn session_memory(plan: &edgelm::plan::Plan) -> Result<Vec<u8>> {
+/// (a huge context would otherwise abort inside the allocator); `flag` is the option that sets
+/// the context (`-c`; `bench`: `-d`).
+pub fn session_memory(plan: &edgelm::plan::Plan, flag: &str) -> Result<Vec<u8>> {
     let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("MemAvailable:"))
@@ -124,7 +125,7 @@ pub fn session_memory(plan: &edgelm::plan::Plan) -> Result<Vec<u8>> {
     if let Some(avail) = available {
         if plan.total_bytes as u64 > avail {
             bail!(
-                "context {} needs {} MiB of session memory, only {} MiB available: lower -c",
+                "context {} needs {} MiB of session memory, only {} MiB available: lower {flag}",
                 plan.n_ctx,
                 plan.total_bytes >> 20,
                 avail >> 20

@@ -282,7 +282,7 @@ fn bench_model(a: &Args, threads: usize) -> Result<Vec<Value>> {
     let n_batch = a.batch_size as usize;
     let kv = edgelm::kv::KvType::F16;
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, kv, n_batch)?;
-    let mut mem = crate::load::session_memory(&plan)?;
+    let mut mem = crate::load::session_memory(&plan, "-d")?;
     let mut s = Session::with_batch(&model, &mut mem, n_ctx, kv, n_batch)?;
     let prompt = bench_tokens(tok.as_ref(), model.config.n_vocab, a.n_prompt.max(1));
     let fill = bench_tokens(tok.as_ref(), model.config.n_vocab, depth.max(1));

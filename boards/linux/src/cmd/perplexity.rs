@@ -69,7 +69,7 @@ pub fn main(a: Args) -> Result<()> {
         );
     }
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, a.kv_type, a.batch_size as usize)?;
-    let mut mem = crate::load::session_memory(&plan)?;
+    let mut mem = crate::load::session_memory(&plan, "-c")?;
     let mut s = Session::with_batch(&model, &mut mem, n_ctx, a.kv_type, a.batch_size as usize)?;
     let add_bos = tok.add_bos();
     let first = n_ctx / 2;

@@ -137,7 +137,7 @@ pub fn main(a: Args) -> Result<()> {
     file.release_header(&g);
     let n_ctx = a.ctx.unwrap_or(model.config.n_ctx_train.min(4096));
     let plan = edgelm::plan::plan_batch(&model.config, n_ctx, a.kv_type, a.batch_size as usize)?;
-    let mut mem = crate::load::session_memory(&plan)?;
+    let mut mem = crate::load::session_memory(&plan, "-c")?;
     let mut session =
         Session::with_batch(&model, &mut mem, n_ctx, a.kv_type, a.batch_size as usize)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
