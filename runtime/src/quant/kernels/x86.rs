@@ -2030,6 +2030,20 @@ macro_rules! avx2_family {
                 _mm256_shuffle_epi32::<0x4E>(_mm256_blend_epi32::<0x33>(xa, ya)),
                 _mm256_shuffle_epi32::<0x93>(_mm256_blend_epi32::<0x66>(xb, yb2)),
             ];
+            if !$dp32 {
+                // The eight pair sums of u8 × i8 products stay in 16 bits (at most
+                // 8 · 2 · 15 · 127 = 30480) and are widened once: one `vpmaddwd` per block
+                // instead of eight, which share the integer multiply port with `vpmaddubsw`.
+                let mut s16 = _mm256_setzero_si256();
+                for m in 0..4 {
+                    let lo = _mm256_and_si256(v[m], m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v[m]), m4);
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, load8_epi32(&yb.lo[m])));
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, load8_epi32(&yb.hi[m])));
+                }
+                let s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+                return _mm256_add_epi32(_mm256_set1_epi32(yb.seed), s32);
+            }
             let mut dot = [_mm256_set1_epi32(yb.seed), _mm256_setzero_si256()];
             for m in 0..4 {
                 let lo = _mm256_and_si256(v[m], m4);
@@ -2131,10 +2145,21 @@ macro_rules! avx2_family {
                     let seed = load8_epi32(yb.seed[lane..lane + 8].try_into().unwrap_or(&[0; 8]));
                     let yd = load_ps(yb.d[lane..lane + 8].try_into().unwrap_or(&[0.0; 8]));
                     for r in 0..R {
-                        let mut dot = seed;
-                        for k in 0..8 {
-                            dot = $dp_us8(dot, _mm256_set1_epi32(quads[r][k]), qy[k]);
-                        }
+                        let dot = if $dp32 {
+                            let mut dot = seed;
+                            for k in 0..8 {
+                                dot = $dp_us8(dot, _mm256_set1_epi32(quads[r][k]), qy[k]);
+                            }
+                            dot
+                        } else {
+                            // 16-bit pair sums, widened once (as in `q4_0_diag_isum`).
+                            let mut s16 = _mm256_setzero_si256();
+                            for k in 0..8 {
+                                let p = _mm256_maddubs_epi16(_mm256_set1_epi32(quads[r][k]), qy[k]);
+                                s16 = _mm256_add_epi16(s16, p);
+                            }
+                            _mm256_add_epi32(seed, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)))
+                        };
                         let d = _mm256_mul_ps(_mm256_set1_ps(xd[r]), yd);
                         acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc[r][h]);
                     }
