@@ -330,11 +330,8 @@ macro_rules! rows4_wide {
     }};
 }
 
-/// Activation columns a matrix-product tile takes at once.
-const TILE_COLS: usize = 4;
-
 /// `out[r * cols + c]` = `$kernel`(row r, column c of `act`) in tiles of four rows ×
-/// [`TILE_COLS`] columns (then single rows and columns), so each weight block is decoded once per
+/// `TILE_COLS` columns (then single rows and columns), so each weight block is decoded once per
 /// tile; each pair runs the matrix-vector operations, so every column equals its `rows4!` result.
 macro_rules! tiles {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
@@ -358,15 +355,15 @@ macro_rules! tiles {
 macro_rules! tile_cols {
     ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident) => {{
         let mut c = 0;
-        while c + super::TILE_COLS <= $cols {
-            let y: [_; super::TILE_COLS] = core::array::from_fn(|k| $col(c + k));
-            let t = $kernel::<$r, { super::TILE_COLS }>($x, y);
+        while c + TILE_COLS <= $cols {
+            let y: [_; TILE_COLS] = core::array::from_fn(|k| $col(c + k));
+            let t = $kernel::<$r, { TILE_COLS }>($x, y);
             for (k, t) in t.iter().enumerate() {
                 for (i, v) in t.iter().enumerate() {
                     $o[i * $cols + c + k] = *v;
                 }
             }
-            c += super::TILE_COLS;
+            c += TILE_COLS;
         }
         while c < $cols {
             let t = $kernel::<$r, 1>($x, [$col(c)]);
@@ -1664,10 +1661,16 @@ macro_rules! pairs {
 /// product and bit expansion; `$dp32`: whether that dot product accumulates in 32 bits (VNNI),
 /// not through the saturating 16-bit `vpmaddubsw`.
 macro_rules! avx2_family {
-    ($features:literal, $mul_sum_us8:path, $dp_us8:path, $bits32:path, $dp32:literal) => {
+    ($features:literal, $mul_sum_us8:path, $dp_us8:path, $bits32:path, $dp32:literal,
+     $tile_cols:literal) => {
         use crate::quant::blocks::*;
         use crate::quant::{quantize, GgmlType};
         use core::arch::x86_64::*;
+
+        /// Activation columns a `tiles!` matrix-product tile takes at once: four rows × four
+        /// columns of 8-lane accumulators need the 32 vector registers of AVX-512; with AVX2's
+        /// sixteen, two columns keep them out of memory (the 4 × 4 tile spilled on Zen 3).
+        const TILE_COLS: usize = $tile_cols;
 
         /// `out[r]` = dot(row r, act) for the types this level has; `w` holds `out.len()` rows.
         #[target_feature(enable = $features)]
@@ -2715,7 +2718,8 @@ pub(super) mod avx2 {
         super::mul_sum_us8_avx2,
         super::dp_us8_avx2,
         super::bits32_avx2,
-        false
+        false,
+        2
     );
     pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
@@ -2727,7 +2731,8 @@ pub(super) mod avxvnni {
         super::mul_sum_us8_avxvnni,
         super::dp_us8_avxvnni,
         super::bits32_avx2,
-        true
+        true,
+        2
     );
     pub(super) use matmul256 as matmul;
     pub(super) use matvec256 as matvec;
@@ -2739,7 +2744,8 @@ pub(super) mod avx512 {
         super::mul_sum_us8_avx2,
         super::dp_us8_avx2,
         super::bits32_avx512,
-        false
+        false,
+        4
     );
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl",
@@ -2756,7 +2762,8 @@ pub(super) mod avx512vnni {
         super::mul_sum_us8_avx512vnni,
         super::dp_us8_avx512vnni,
         super::bits32_avx512,
-        true
+        true,
+        4
     );
     avx512_family!(
         "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
