@@ -451,31 +451,30 @@ macro_rules! legacy_rows {
                 // (SmolLM2 Q4_1 pp64 +21% on Zen 3). One column keeps the per-row products,
                 // which measured faster there (tg -5% the other way).
                 let mut pv = [_mm256_setzero_ps(); C];
-                if C > 1 {
-                    let xv = if $min {
-                        let mut lo = 0u64;
-                        let mut hi = 0u64;
-                        for r in 0..R {
-                            let v = u64::from(xs(&x[r][b]));
-                            if r < 2 {
-                                lo |= v << (32 * r);
-                            } else {
-                                hi |= v << (32 * (r - 2));
-                            }
+                if C > 1 && $min {
+                    let mut lo = 0u64;
+                    let mut hi = 0u64;
+                    for r in 0..R {
+                        let v = u64::from(xs(&x[r][b]));
+                        if r < 2 {
+                            lo |= v << (32 * r);
+                        } else {
+                            hi |= v << (32 * (r - 2));
                         }
-                        _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
-                    } else {
-                        let mut d = 0u64;
-                        for r in 0..R {
-                            d |= u64::from(xs(&x[r][b]) as u16) << (16 * r);
-                        }
-                        _mm256_cvtph_ps(_mm_set1_epi64x(d as i64))
-                    };
+                    }
+                    let xv = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
                     for c in 0..C {
                         pv[c] = _mm256_mul_ps(xv, yv[c]);
-                        if $min {
-                            accm4[c] = _mm256_add_ps(accm4[c], pv[c]);
-                        }
+                        accm4[c] = _mm256_add_ps(accm4[c], pv[c]);
+                    }
+                } else if C > 1 {
+                    let mut d = 0u64;
+                    for r in 0..R {
+                        d |= u64::from(xs(&x[r][b]) as u16) << (16 * r);
+                    }
+                    let xv = _mm256_cvtph_ps(_mm_set1_epi64x(d as i64));
+                    for c in 0..C {
+                        pv[c] = _mm256_mul_ps(xv, yv[c]);
                     }
                 }
                 for r in 0..R {
@@ -501,9 +500,19 @@ macro_rules! legacy_rows {
                             $mul(q, qy[c])
                         };
                         let sum = _mm256_cvtepi32_ps(dot);
-                        let d = if C > 1 {
-                            let lane = if $min { 2 * r } else { r };
-                            _mm256_permutevar8x32_ps(pv[c], _mm256_set1_epi32(lane as i32))
+                        let d = if C > 1 && $min {
+                            let lane = 2 * r as i32;
+                            _mm256_permutevar8x32_ps(pv[c], _mm256_set1_epi32(lane))
+                        } else if C > 1 {
+                            // Row r's product in every lane: one in-lane shuffle (both halves
+                            // hold the four rows), not a shuffle and a broadcast (Q8_0 pp64
+                            // +7.6% on Zen 3; with Q4_1's mins in a second vector, -20%).
+                            match r {
+                                0 => _mm256_shuffle_ps::<0x00>(pv[c], pv[c]),
+                                1 => _mm256_shuffle_ps::<0x55>(pv[c], pv[c]),
+                                2 => _mm256_shuffle_ps::<0xAA>(pv[c], pv[c]),
+                                _ => _mm256_shuffle_ps::<0xFF>(pv[c], pv[c]),
+                            }
                         } else if $min {
                             // [xd · yd, xm · ys]: one product for both terms.
                             let xv = _mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32));
