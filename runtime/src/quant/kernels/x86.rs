@@ -533,17 +533,17 @@ macro_rules! legacy_rows {
             }
             let mut out = [[0.0f32; R]; C];
             for c in 0..C {
-                let mut m4 = [0.0f32; 8];
-                store_ps(accm4[c], &mut m4);
+                // Row r's min sum in lane 2r + 1 (zeros without a min).
+                let mut m = [0.0f32; 8];
+                if $min && C > 1 {
+                    store_ps(accm4[c], &mut m);
+                } else if $min {
+                    for r in 0..R {
+                        m[2 * r + 1] = _mm_cvtss_f32(_mm_movehdup_ps(accm[r]));
+                    }
+                }
                 for r in 0..R {
-                    let m = if !$min {
-                        0.0
-                    } else if C > 1 {
-                        m4[2 * r + 1]
-                    } else {
-                        _mm_cvtss_f32(_mm_movehdup_ps(accm[r]))
-                    };
-                    out[c][r] = hsum_ps(acc[c][r]) + m;
+                    out[c][r] = hsum_ps(acc[c][r]) + m[2 * r + 1];
                 }
             }
             out
