@@ -1,10 +1,11 @@
 //! Matrix × vector read speed on SmolLM2's matrix shapes, cold (a pool of copies larger than the
 //! caches, walked in turn, as decode walks the model) and hot (one matrix, repeated).
 //!
-//! `cargo run --release -p edgelm --example cold_matvec -- q4_0 [--huge]`: `--huge` asks for 2 MiB
-//! pages, as `edgelm` asks for its model map. Figures are GB/s of weight bytes.
+//! `cargo run --release -p edgelm --example cold_matvec -- q4_0 [--huge] [-t N]`: `--huge` asks for
+//! 2 MiB pages, as `edgelm` asks for its model map; `-t` splits the rows over N threads as decode
+//! does. Figures are GB/s of weight bytes.
 
-use edgelm::quant::{matvec, quantize_act_row, quantize_row, GgmlType};
+use edgelm::quant::{matvec_rows, quantize_act_row, quantize_row, GgmlType};
 use std::time::Instant;
 
 /// (rows, columns): K/V, Q/O, gate/up, down, and the tied output head.
@@ -31,6 +32,19 @@ fn main() {
         }
     };
     let huge = args.iter().any(|a| a == "--huge");
+    let threads = args
+        .iter()
+        .position(|a| a == "-t")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    edgelm::set_threads(threads);
+    // The rows of one product over the pool's threads, as decode splits them.
+    let matvec = |ty: GgmlType, n: usize, w: &[u8], act: &[u8], out: &mut [f32]| {
+        edgelm::threads::for_each_part([out], 8, |_, first, part| {
+            matvec_rows(ty, n, w, act, first, part);
+        });
+    };
     let mut state = 0x1234_5678u64;
     let mut value = move || {
         state ^= state << 13;
@@ -38,6 +52,14 @@ fn main() {
         state ^= state << 17;
         (state % 2000) as f32 / 1000.0 - 1.0
     };
+    {
+        let mut o = vec![0f32; 64];
+        let t = Instant::now();
+        for _ in 0..100_000 {
+            edgelm::threads::for_each_part([&mut o[..]], 8, |_, _, p| p[0] += 1.0);
+        }
+        println!("pool dispatch: {:.2} us per job", t.elapsed().as_secs_f64() * 10.0);
+    }
     for (rows, n) in SHAPES {
         let (Some(row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
             continue;
