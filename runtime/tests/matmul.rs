@@ -149,10 +149,11 @@ fn simd_matmul_agrees_with_scalar() {
 #[test]
 fn wide_batches_and_long_rows() {
     // More columns than one prepared chunk of the Q8_0 tiles (16) with an odd one left over, and
-    // rows at and past the longest they prepare (2048 elements), for every 32-element type.
+    // rows at and past the longest they prepare (2048 elements) and past the longest whose block
+    // scales the AVX2 tiles keep (8192), for every 32-element type.
     let mut rng = Rng(0x51DE);
     for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1] {
-        for n in [2048, 2080] {
+        for n in [2048, 2080, 8224] {
             let (rows, cols) = (9, 37);
             let (w, act) = problem(&mut rng, ty, n, rows, cols);
             for level in levels() {

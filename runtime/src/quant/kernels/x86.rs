@@ -259,6 +259,22 @@ fn bits32_avx512(qh: [u8; 4]) -> __m256i {
 
 // ---------------------------------------------------------------- 256-bit kernels
 
+/// Blocks a [`RowScales`] holds: rows of up to 8192 elements.
+const ROW_SCALES: usize = 256;
+
+/// A row group's block scales as `legacy_rows!`' matrix-product tiles take them: per block the
+/// four rows' d (f32, lanes r and r + 4) and mins (lane r).
+struct RowScales {
+    d: [__m256; ROW_SCALES],
+    m: [__m128; ROW_SCALES],
+}
+
+/// Blocks of `blocks`' type in `bytes` bytes.
+#[inline(always)]
+fn blocks_in<T>(_blocks: &[T], bytes: usize) -> usize {
+    bytes / core::mem::size_of::<T>().max(1)
+}
+
 /// `out[r]` = `$dot`(row r, act) over whole rows.
 macro_rules! rows {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $dot:expr) => {{
@@ -301,13 +317,13 @@ macro_rules! rows4 {
                 as_blocks(&wq[2][at.clone()]),
                 as_blocks(&wq[3][at]),
             ];
-            let r = $kernel::<4, 1>(x, [act])[0];
+            let r = $kernel::<4, 1>(x, [act], None)[0];
             for (k, v) in r.into_iter().enumerate() {
                 o4[k * q + i] = v;
             }
         }
         for (o, row) in o_rest.iter_mut().zip(w_rest.chunks_exact($w_row)) {
-            *o = $kernel::<1, 1>([as_blocks(row)], [act])[0][0];
+            *o = $kernel::<1, 1>([as_blocks(row)], [act], None)[0][0];
         }
     }};
 }
@@ -335,29 +351,43 @@ macro_rules! rows4_wide {
 /// tile; each pair runs the matrix-vector operations, so every column equals its `rows4!` result.
 macro_rules! tiles {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
-        let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
+        // The columns' blocks cut once, each tile's columns by index: a per-tile cast of the
+        // bytes (size and alignment checks, not inlined) took 3% of a Q8_0 prompt.
+        let act_b = as_blocks($act);
+        let per = super::blocks_in(act_b, $act_row);
+        let col = |c: usize| act_b.get(c * per..(c + 1) * per).unwrap_or(&[]);
+        let mut sc = super::RowScales {
+            d: [_mm256_setzero_ps(); super::ROW_SCALES],
+            m: [_mm_setzero_ps(); super::ROW_SCALES],
+        };
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
         let mut w4 = $w.chunks_exact(4 * $w_row);
         for (o, w) in (&mut o4).zip(&mut w4) {
             let mut rows = w.chunks_exact($w_row);
             let x = [(); 4].map(|_| as_blocks(rows.next().unwrap_or(&[])));
-            tile_cols!(o, x, 4, $cols, col, $kernel);
+            tile_cols!(o, x, 4, $cols, col, $kernel, sc);
         }
         let rest = w4.remainder().chunks_exact($w_row);
         for (o, row) in o4.into_remainder().chunks_exact_mut($cols).zip(rest) {
             let x = [as_blocks(row)];
-            tile_cols!(o, x, 1, $cols, col, $kernel);
+            tile_cols!(o, x, 1, $cols, col, $kernel, sc);
         }
     }};
 }
 
 /// One row group of `tiles!` over all columns.
 macro_rules! tile_cols {
-    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident) => {{
+    ($o:ident, $x:ident, $r:literal, $cols:ident, $col:ident, $kernel:ident, $sc:ident) => {{
         let mut c = 0;
+        // The group's first tile fills the row scales, the others read them.
+        let mut fill = true;
         while c + TILE_COLS <= $cols {
-            let y: [_; TILE_COLS] = core::array::from_fn(|k| $col(c + k));
-            let t = $kernel::<$r, { TILE_COLS }>($x, y);
+            let mut y = [$col(c); TILE_COLS];
+            for (k, y) in y.iter_mut().enumerate().skip(1) {
+                *y = $col(c + k);
+            }
+            let t = $kernel::<$r, { TILE_COLS }>($x, y, Some((&mut $sc, fill)));
+            fill = false;
             for (k, t) in t.iter().enumerate() {
                 for (i, v) in t.iter().enumerate() {
                     $o[i * $cols + c + k] = *v;
@@ -366,7 +396,7 @@ macro_rules! tile_cols {
             c += TILE_COLS;
         }
         while c < $cols {
-            let t = $kernel::<$r, 1>($x, [$col(c)]);
+            let t = $kernel::<$r, 1>($x, [$col(c)], None);
             for (i, v) in t[0].iter().enumerate() {
                 $o[i * $cols + c] = *v;
             }
@@ -397,11 +427,20 @@ macro_rules! rows_cols {
 /// d · sum in the high half, if any). Every (row, column) pair runs the same operations in the
 /// same order whatever `R` and `C` are, so a matrix product gives each column exactly its
 /// matrix-vector result.
+///
+/// Matrix products (`C` > 1) pass `scales`: the row group's [`RowScales`], filled by the group's
+/// first tile (`fill`) and read by the others, so the rows' scales are gathered and widened once
+/// per row group, not once per tile. Without it (or for rows longer than [`ROW_SCALES`] blocks)
+/// each pair takes the one-column path's per-row products.
 macro_rules! legacy_rows {
     ($features:literal, $name:ident, $X:ty, $Y:ty, |$xb:ident| $quants:expr, $mul:path,
      $dp:path, $off:literal, $xs:expr, $ys:expr, $min:literal) => {
         #[target_feature(enable = $features)]
-        fn $name<const R: usize, const C: usize>(x: [&[$X]; R], y: [&[$Y]; C]) -> [[f32; R]; C] {
+        fn $name<const R: usize, const C: usize>(
+            x: [&[$X]; R],
+            y: [&[$Y]; C],
+            scales: Option<(&mut super::RowScales, bool)>,
+        ) -> [[f32; R]; C] {
             let nb = x.iter().fold(usize::MAX, |n, x| n.min(x.len()));
             let nb = y.iter().fold(nb, |n, y| n.min(y.len()));
             let mut x = x;
@@ -413,16 +452,104 @@ macro_rules! legacy_rows {
                 *y = y.get(..nb).unwrap_or(&[]);
             }
             const { assert!(R <= 4, "the rows' scales are packed four to a vector") };
-            let mut acc = [[_mm256_setzero_ps(); R]; C];
-            // The min terms xm · ys: per row in lane 1 (one column), or per column with row r
-            // in lane 2r + 1 (several; see below). Either way each row's sum runs in block order.
-            let mut accm = [_mm_setzero_ps(); R];
-            let mut accm4 = [_mm256_setzero_ps(); C];
             let xs: fn(&$X) -> u32 = $xs;
             let ys: fn(&$Y) -> u32 = $ys;
+            let mut acc = [[_mm256_setzero_ps(); R]; C];
+            // Unsigned quants stored with an offset: the offset times the activation sum, once
+            // for all rows, replaces a per-row sign trick (the offsets are powers of two: a
+            // shift, not a 10-cycle multiply). Quants with an offset start from −offset · Σy:
+            // one accumulating product, no subtraction (the same integers).
+            let dot = |q: __m256i, qy: __m256i, ysum: __m256i| {
+                if $off != 0 {
+                    $dp(ysum, q, qy)
+                } else {
+                    $mul(q, qy)
+                }
+            };
+            let ysum = |qy: __m256i| {
+                if $off != 0 {
+                    const SHIFT: i32 = ($off as u32).trailing_zeros() as i32;
+                    let s = _mm256_slli_epi32::<SHIFT>($mul(_mm256_set1_epi8(1), qy));
+                    _mm256_sub_epi32(_mm256_setzero_si256(), s)
+                } else {
+                    _mm256_setzero_si256()
+                }
+            };
+            let mut out = [[0.0f32; R]; C];
+            if let Some((sc, fill)) = scales.filter(|_| C > 1 && nb <= super::ROW_SCALES) {
+                if fill {
+                    // [d0, d1, d2, d3] twice, and the mins [m0, m1, m2, m3], from the rows'
+                    // f16 scales packed in general registers: one widening per block.
+                    for b in 0..nb {
+                        let (mut d, mut m) = (0u64, 0u64);
+                        for r in 0..R {
+                            let v = xs(&x[r][b]);
+                            d |= u64::from(v as u16) << (16 * r);
+                            m |= u64::from((v >> 16) as u16) << (16 * r);
+                        }
+                        sc.d[b] = _mm256_cvtph_ps(_mm_set1_epi64x(d as i64));
+                        if $min {
+                            sc.m[b] = _mm_cvtph_ps(_mm_set1_epi64x(m as i64));
+                        }
+                    }
+                }
+                for b in 0..nb {
+                    let mut qy = [_mm256_setzero_si256(); C];
+                    let mut pv = [_mm256_setzero_ps(); C];
+                    let mut ys0 = [_mm256_setzero_si256(); C];
+                    for c in 0..C {
+                        qy[c] = load32i(&y[c][b].qs);
+                        ys0[c] = ysum(qy[c]);
+                        // Every row's xd · yd in one product; row r's in lanes r and r + 4.
+                        let yd = _mm256_cvtph_ps(_mm_set1_epi16(ys(&y[c][b]) as u16 as i16));
+                        pv[c] = _mm256_mul_ps(sc.d[b], yd);
+                    }
+                    for r in 0..R {
+                        // Prefetch the next row group's rows, which the hardware prefetcher
+                        // misses in short rows.
+                        let ahead = (R * nb + b) * core::mem::size_of::<$X>();
+                        _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
+                        let $xb = &x[r][b];
+                        let q = $quants;
+                        for c in 0..C {
+                            let sum = _mm256_cvtepi32_ps(dot(q, qy[c], ys0[c]));
+                            // Row r's product in every lane: one in-lane shuffle.
+                            let d = match r {
+                                0 => _mm256_shuffle_ps::<0x00>(pv[c], pv[c]),
+                                1 => _mm256_shuffle_ps::<0x55>(pv[c], pv[c]),
+                                2 => _mm256_shuffle_ps::<0xAA>(pv[c], pv[c]),
+                                _ => _mm256_shuffle_ps::<0xFF>(pv[c], pv[c]),
+                            };
+                            acc[c][r] = _mm256_fmadd_ps(d, sum, acc[c][r]);
+                        }
+                    }
+                }
+                for c in 0..C {
+                    // The min terms Σ xm · ys after the loop, in block order, a product and a
+                    // sum each as the one-column path takes them (the same bits); keeping them
+                    // in the loop cost two more vector registers than AVX2 has.
+                    let mut m = _mm_setzero_ps();
+                    if $min {
+                        for b in 0..nb {
+                            let s = (ys(&y[c][b]) >> 16) as u16 as i16;
+                            m = _mm_add_ps(m, _mm_mul_ps(sc.m[b], _mm_cvtph_ps(_mm_set1_epi16(s))));
+                        }
+                    }
+                    let mut ms = [0.0f32; 4];
+                    // SAFETY: `ms` is 4 writable floats; the store has no alignment requirement.
+                    unsafe { _mm_storeu_ps(ms.as_mut_ptr(), m) };
+                    for r in 0..R {
+                        out[c][r] = hsum_ps(acc[c][r]) + ms[r];
+                    }
+                }
+                return out;
+            }
+            // The min terms xm · ys, per pair in lane 1, summed in block order.
+            let mut accm = [[_mm_setzero_ps(); R]; C];
             for b in 0..nb {
                 let mut yv = [_mm256_setzero_ps(); C];
                 let mut qy = [_mm256_setzero_si256(); C];
+                let mut ys0 = [_mm256_setzero_si256(); C];
                 for c in 0..C {
                     let s = ys(&y[c][b]);
                     // [yd, ys] four times with a min, else yd eight times.
@@ -432,98 +559,30 @@ macro_rules! legacy_rows {
                         _mm256_cvtph_ps(_mm_set1_epi16(s as u16 as i16))
                     };
                     qy[c] = load32i(&y[c][b].qs);
-                }
-                // Unsigned quants stored with an offset: the offset times the activation sum,
-                // once for all rows, replaces a per-row sign trick (the offsets are powers of two:
-                // a shift, not a 10-cycle multiply).
-                let mut ysum = [_mm256_setzero_si256(); C];
-                if $off != 0 {
-                    const SHIFT: i32 = ($off as u32).trailing_zeros() as i32;
-                    for c in 0..C {
-                        let s = _mm256_slli_epi32::<SHIFT>($mul(_mm256_set1_epi8(1), qy[c]));
-                        ysum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), s);
-                    }
-                }
-                // Several columns: the rows' f16 scales packed in general registers and widened
-                // in one conversion ([d0, m0, d1, m1, ..] with a min, else [d0, d1, d2, d3]
-                // twice), one product per column for all rows, each pair's xd · yd a lane
-                // permutation of it, instead of a conversion and a product per pair (SmolLM2
-                // Q4_1 pp64 +18-21% on Zen 3). One column keeps the per-row products, which
-                // measured faster there (tg -5% the other way).
-                let mut pv = [_mm256_setzero_ps(); C];
-                if C > 1 && $min {
-                    let mut lo = 0u64;
-                    let mut hi = 0u64;
-                    for r in 0..R {
-                        let v = u64::from(xs(&x[r][b]));
-                        if r < 2 {
-                            lo |= v << (32 * r);
-                        } else {
-                            hi |= v << (32 * (r - 2));
-                        }
-                    }
-                    let xv = _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64));
-                    for c in 0..C {
-                        pv[c] = _mm256_mul_ps(xv, yv[c]);
-                        accm4[c] = _mm256_add_ps(accm4[c], pv[c]);
-                    }
-                } else if C > 1 {
-                    let mut d = 0u64;
-                    for r in 0..R {
-                        d |= u64::from(xs(&x[r][b]) as u16) << (16 * r);
-                    }
-                    let xv = _mm256_cvtph_ps(_mm_set1_epi64x(d as i64));
-                    for c in 0..C {
-                        pv[c] = _mm256_mul_ps(xv, yv[c]);
-                    }
+                    ys0[c] = ysum(qy[c]);
                 }
                 for r in 0..R {
-                    // Matrix products (`C` > 1) take adjacent rows: prefetch the next group's,
-                    // which the hardware prefetcher misses in short rows. Matrix-vector products
-                    // take rows from far-apart streams it follows (see `rows4!`); a prefetch of
-                    // each stream's coming lines, as in `q4_0_diag8`, measured +1-11% on Q8_0
-                    // decode and neutral on Q4_1 (Zen 4, noisy host).
-                    if C > 1 {
-                        let ahead = (R * nb + b) * core::mem::size_of::<$X>();
-                        _mm_prefetch::<_MM_HINT_T0>(x[r].as_ptr().cast::<i8>().wrapping_add(ahead));
-                    } else {
-                        super::prefetch_stream(x[r], b);
-                    }
+                    // Matrix-vector products take rows from far-apart streams the hardware
+                    // prefetcher follows (see `rows4!`); a prefetch of each stream's coming
+                    // lines, as in `q4_0_diag8`, measured +1-11% on Q8_0 decode and neutral on
+                    // Q4_1 (Zen 4, noisy host).
+                    super::prefetch_stream(x[r], b);
                     let $xb = &x[r][b];
                     let q = $quants;
                     for c in 0..C {
-                        // Quants with an offset start from −offset · Σy: one accumulating
-                        // product, no subtraction (the same integers).
-                        let dot = if $off != 0 {
-                            $dp(ysum[c], q, qy[c])
-                        } else {
-                            $mul(q, qy[c])
-                        };
-                        let sum = _mm256_cvtepi32_ps(dot);
-                        let d = if C > 1 && $min {
-                            let lane = 2 * r as i32;
-                            _mm256_permutevar8x32_ps(pv[c], _mm256_set1_epi32(lane))
-                        } else if C > 1 {
-                            // Row r's product in every lane: one in-lane shuffle (both halves
-                            // hold the four rows), not a shuffle and a broadcast (Q8_0 pp64
-                            // +7.6% on Zen 3; with Q4_1's mins in a second vector, -20%).
-                            match r {
-                                0 => _mm256_shuffle_ps::<0x00>(pv[c], pv[c]),
-                                1 => _mm256_shuffle_ps::<0x55>(pv[c], pv[c]),
-                                2 => _mm256_shuffle_ps::<0xAA>(pv[c], pv[c]),
-                                _ => _mm256_shuffle_ps::<0xFF>(pv[c], pv[c]),
-                            }
-                        } else if $min {
+                        let sum = _mm256_cvtepi32_ps(dot(q, qy[c], ys0[c]));
+                        let d = if $min {
                             // [xd · yd, xm · ys]: one product for both terms.
                             let xv = _mm_cvtph_ps(_mm_cvtsi32_si128(xs($xb) as i32));
                             let p = _mm_mul_ps(xv, _mm256_castps256_ps128(yv[c]));
-                            accm[r] = _mm_add_ps(accm[r], p);
+                            accm[c][r] = _mm_add_ps(accm[c][r], p);
                             _mm256_broadcastss_ps(p)
                         } else {
                             // xd · yd straight in eight lanes: the f16 bits broadcast from
                             // memory, one 256-bit conversion and product, instead of a move to
                             // a vector register, a conversion, a product and a broadcast
-                            // (SmolLM2 Q4_0 decode 7% faster).
+                            // (SmolLM2 Q4_0 decode 7% faster). Per-column products of all
+                            // rows' scales measured slower here (tg -5% to -11% on Zen 3).
                             let xd8 = _mm256_cvtph_ps(_mm_set1_epi16(xs($xb) as u16 as i16));
                             _mm256_mul_ps(xd8, yv[c])
                         };
@@ -531,19 +590,14 @@ macro_rules! legacy_rows {
                     }
                 }
             }
-            let mut out = [[0.0f32; R]; C];
             for c in 0..C {
-                // Row r's min sum in lane 2r + 1 (zeros without a min).
-                let mut m = [0.0f32; 8];
-                if $min && C > 1 {
-                    store_ps(accm4[c], &mut m);
-                } else if $min {
-                    for r in 0..R {
-                        m[2 * r + 1] = _mm_cvtss_f32(_mm_movehdup_ps(accm[r]));
-                    }
-                }
                 for r in 0..R {
-                    out[c][r] = hsum_ps(acc[c][r]) + m[2 * r + 1];
+                    let m = if $min {
+                        _mm_cvtss_f32(_mm_movehdup_ps(accm[c][r]))
+                    } else {
+                        0.0
+                    };
+                    out[c][r] = hsum_ps(acc[c][r]) + m;
                 }
             }
             out
@@ -817,7 +871,7 @@ macro_rules! tiles512_prep {
         if c0 < $cols {
             let mut r0 = 0;
             while r0 < rows {
-                let v = $one::<1, 1>([row(r0)], [col(c0)]);
+                let v = $one::<1, 1>([row(r0)], [col(c0)], None);
                 $out[r0 * $cols + c0] = v[0][0];
                 r0 += 1;
             }
@@ -844,7 +898,11 @@ macro_rules! tiles512 {
     };
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident,
      $one:ident, $pairs:path) => {{
-        let col = |c: usize| as_blocks(&$act[c * $act_row..(c + 1) * $act_row]);
+        // The columns' blocks cut once, each tile's columns by index: a per-tile cast of the
+        // bytes (size and alignment checks, not inlined) took 3% of a Q8_0 prompt.
+        let act_b = as_blocks($act);
+        let per = super::blocks_in(act_b, $act_row);
+        let col = |c: usize| act_b.get(c * per..(c + 1) * per).unwrap_or(&[]);
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
         let mut w4 = $w.chunks_exact(4 * $w_row);
         for (o, w) in (&mut o4).zip(&mut w4) {
@@ -889,7 +947,7 @@ macro_rules! tile512_cols {
             c += 2;
         }
         while c < $cols {
-            let t = $one::<$r, 1>($x, [$col(c)]);
+            let t = $one::<$r, 1>($x, [$col(c)], None);
             for (i, v) in t[0].iter().enumerate() {
                 $o[i * $cols + c] = *v;
             }
