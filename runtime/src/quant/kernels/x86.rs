@@ -267,6 +267,8 @@ const ROW_SCALES: usize = 256;
 struct RowScales {
     d: [__m256; ROW_SCALES],
     m: [__m128; ROW_SCALES],
+    /// The current tile's products xd · yd per block, column and row.
+    p: [[[f32; 4]; 4]; ROW_SCALES],
 }
 
 /// Blocks of `blocks`' type in `bytes` bytes.
@@ -359,6 +361,7 @@ macro_rules! tiles {
         let mut sc = super::RowScales {
             d: [_mm256_setzero_ps(); super::ROW_SCALES],
             m: [_mm_setzero_ps(); super::ROW_SCALES],
+            p: [[[0.0; 4]; 4]; super::ROW_SCALES],
         };
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
         let mut w4 = $w.chunks_exact(4 * $w_row);
@@ -451,7 +454,12 @@ macro_rules! legacy_rows {
             for y in y.iter_mut() {
                 *y = y.get(..nb).unwrap_or(&[]);
             }
-            const { assert!(R <= 4, "the rows' scales are packed four to a vector") };
+            const {
+                assert!(
+                    R <= 4 && C <= 4,
+                    "the rows' scales are packed four to a vector"
+                )
+            };
             let xs: fn(&$X) -> u32 = $xs;
             let ys: fn(&$Y) -> u32 = $ys;
             let mut acc = [[_mm256_setzero_ps(); R]; C];
@@ -493,16 +501,22 @@ macro_rules! legacy_rows {
                         }
                     }
                 }
+                // Every pair's xd · yd, stored: the block loop takes each as a broadcast load
+                // (a load port) rather than a shuffle of a register (a vector port, which the
+                // pairs' integer products keep busy).
+                for b in 0..nb {
+                    for c in 0..C {
+                        let yd = _mm_cvtph_ps(_mm_set1_epi16(ys(&y[c][b]) as u16 as i16));
+                        let p = _mm_mul_ps(_mm256_castps256_ps128(sc.d[b]), yd);
+                        store4_ps(p, &mut sc.p[b][c]);
+                    }
+                }
                 for b in 0..nb {
                     let mut qy = [_mm256_setzero_si256(); C];
-                    let mut pv = [_mm256_setzero_ps(); C];
                     let mut ys0 = [_mm256_setzero_si256(); C];
                     for c in 0..C {
                         qy[c] = load32i(&y[c][b].qs);
                         ys0[c] = ysum(qy[c]);
-                        // Every row's xd · yd in one product; row r's in lanes r and r + 4.
-                        let yd = _mm256_cvtph_ps(_mm_set1_epi16(ys(&y[c][b]) as u16 as i16));
-                        pv[c] = _mm256_mul_ps(sc.d[b], yd);
                     }
                     for r in 0..R {
                         // Prefetch the next row group's rows, which the hardware prefetcher
@@ -513,13 +527,7 @@ macro_rules! legacy_rows {
                         let q = $quants;
                         for c in 0..C {
                             let sum = _mm256_cvtepi32_ps(dot(q, qy[c], ys0[c]));
-                            // Row r's product in every lane: one in-lane shuffle.
-                            let d = match r {
-                                0 => _mm256_shuffle_ps::<0x00>(pv[c], pv[c]),
-                                1 => _mm256_shuffle_ps::<0x55>(pv[c], pv[c]),
-                                2 => _mm256_shuffle_ps::<0xAA>(pv[c], pv[c]),
-                                _ => _mm256_shuffle_ps::<0xFF>(pv[c], pv[c]),
-                            };
+                            let d = _mm256_broadcast_ss(&sc.p[b][c][r]);
                             acc[c][r] = _mm256_fmadd_ps(d, sum, acc[c][r]);
                         }
                     }
@@ -1924,6 +1932,13 @@ macro_rules! avx2_family {
         fn load_ps(x: &[f32; 8]) -> __m256 {
             // SAFETY: `x` is 8 readable floats; the load has no alignment requirement.
             unsafe { _mm256_loadu_ps(x.as_ptr()) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn store4_ps(v: __m128, x: &mut [f32; 4]) {
+            // SAFETY: `x` is 4 writable floats; the store has no alignment requirement.
+            unsafe { _mm_storeu_ps(x.as_mut_ptr(), v) }
         }
 
         #[target_feature(enable = $features)]
