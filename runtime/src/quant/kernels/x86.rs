@@ -263,10 +263,9 @@ fn bits32_avx512(qh: [u8; 4]) -> __m256i {
 const ROW_SCALES: usize = 256;
 
 /// A row group's block scales as `legacy_rows!`' matrix-product tiles take them: per block the
-/// four rows' d (f32, lanes r and r + 4) and mins (lane r).
+/// four rows' d (f32, lane r) and mins (lane 4 + r).
 struct RowScales {
-    d: [__m256; ROW_SCALES],
-    m: [__m128; ROW_SCALES],
+    dm: [__m256; ROW_SCALES],
     /// The current tile's products xd · yd per block, column and row.
     p: [[[f32; 4]; 4]; ROW_SCALES],
 }
@@ -359,8 +358,7 @@ macro_rules! tiles {
         let per = super::blocks_in(act_b, $act_row);
         let col = |c: usize| act_b.get(c * per..(c + 1) * per).unwrap_or(&[]);
         let mut sc = super::RowScales {
-            d: [_mm256_setzero_ps(); super::ROW_SCALES],
-            m: [_mm_setzero_ps(); super::ROW_SCALES],
+            dm: [_mm256_setzero_ps(); super::ROW_SCALES],
             p: [[[0.0; 4]; 4]; super::ROW_SCALES],
         };
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
@@ -486,8 +484,8 @@ macro_rules! legacy_rows {
             let mut out = [[0.0f32; R]; C];
             if let Some((sc, fill)) = scales.filter(|_| C > 1 && nb <= super::ROW_SCALES) {
                 if fill {
-                    // [d0, d1, d2, d3] twice, and the mins [m0, m1, m2, m3], from the rows'
-                    // f16 scales packed in general registers: one widening per block.
+                    // [d0, d1, d2, d3, m0, m1, m2, m3] (mins zero without), from the rows' f16
+                    // scales packed in general registers: one widening per block.
                     for b in 0..nb {
                         let (mut d, mut m) = (0u64, 0u64);
                         for r in 0..R {
@@ -495,20 +493,36 @@ macro_rules! legacy_rows {
                             d |= u64::from(v as u16) << (16 * r);
                             m |= u64::from((v >> 16) as u16) << (16 * r);
                         }
-                        sc.d[b] = _mm256_cvtph_ps(_mm_set1_epi64x(d as i64));
-                        if $min {
-                            sc.m[b] = _mm_cvtph_ps(_mm_set1_epi64x(m as i64));
-                        }
+                        let m = if $min { m } else { 0 };
+                        sc.dm[b] = _mm256_cvtph_ps(_mm_set_epi64x(m as i64, d as i64));
                     }
                 }
                 // Every pair's xd · yd, stored: the block loop takes each as a broadcast load
                 // (a load port) rather than a shuffle of a register (a vector port, which the
-                // pairs' integer products keep busy).
+                // pairs' integer products keep busy). The same product gives the min terms
+                // xm · ys, summed here in block order (the one-column path's products and sums,
+                // so the same bits) with the columns' sums interleaved: summed after the block
+                // loop, one column after the other, their chains of dependent adds took a
+                // quarter of the tile's time.
+                let mut accm = [_mm256_setzero_ps(); C];
                 for b in 0..nb {
                     for c in 0..C {
-                        let yd = _mm_cvtph_ps(_mm_set1_epi16(ys(&y[c][b]) as u16 as i16));
-                        let p = _mm_mul_ps(_mm256_castps256_ps128(sc.d[b]), yd);
-                        store4_ps(p, &mut sc.p[b][c]);
+                        let s = ys(&y[c][b]);
+                        if $min {
+                            // [yd × 4, ys × 4]
+                            let spread = |h: u32| (h & 0xFFFF) as u64 * 0x0001_0001_0001_0001;
+                            let yv = _mm256_cvtph_ps(_mm_set_epi64x(
+                                spread(s >> 16) as i64,
+                                spread(s) as i64,
+                            ));
+                            let p = _mm256_mul_ps(sc.dm[b], yv);
+                            store4_ps(_mm256_castps256_ps128(p), &mut sc.p[b][c]);
+                            accm[c] = _mm256_add_ps(accm[c], p);
+                        } else {
+                            let yd = _mm_cvtph_ps(_mm_set1_epi16(s as u16 as i16));
+                            let p = _mm_mul_ps(_mm256_castps256_ps128(sc.dm[b]), yd);
+                            store4_ps(p, &mut sc.p[b][c]);
+                        }
                     }
                 }
                 for b in 0..nb {
@@ -533,21 +547,11 @@ macro_rules! legacy_rows {
                     }
                 }
                 for c in 0..C {
-                    // The min terms Σ xm · ys after the loop, in block order, a product and a
-                    // sum each as the one-column path takes them (the same bits); keeping them
-                    // in the loop cost two more vector registers than AVX2 has.
-                    let mut m = _mm_setzero_ps();
-                    if $min {
-                        for b in 0..nb {
-                            let s = (ys(&y[c][b]) >> 16) as u16 as i16;
-                            m = _mm_add_ps(m, _mm_mul_ps(sc.m[b], _mm_cvtph_ps(_mm_set1_epi16(s))));
-                        }
-                    }
-                    let mut ms = [0.0f32; 4];
-                    // SAFETY: `ms` is 4 writable floats; the store has no alignment requirement.
-                    unsafe { _mm_storeu_ps(ms.as_mut_ptr(), m) };
+                    // Row r's min sum in lane 4 + r (zeros without a min).
+                    let mut m = [0.0f32; 8];
+                    store_ps(accm[c], &mut m);
                     for r in 0..R {
-                        out[c][r] = hsum_ps(acc[c][r]) + ms[r];
+                        out[c][r] = hsum_ps(acc[c][r]) + m[4 + r];
                     }
                 }
                 return out;
