@@ -58,7 +58,10 @@ fn main() {
         for _ in 0..100_000 {
             edgelm::threads::for_each_part([&mut o[..]], 8, |_, _, p| p[0] += 1.0);
         }
-        println!("pool dispatch: {:.2} us per job", t.elapsed().as_secs_f64() * 10.0);
+        println!(
+            "pool dispatch: {:.2} us per job",
+            t.elapsed().as_secs_f64() * 10.0
+        );
     }
     for (rows, n) in SHAPES {
         let (Some(row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
