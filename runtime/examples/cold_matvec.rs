@@ -5,6 +5,8 @@
 //! 2 MiB pages, as `edgelm` asks for its model map; `-t` splits the rows over N threads as decode
 //! does. Figures are GB/s of weight bytes.
 
+mod common;
+
 use edgelm::quant::{matvec_rows, quantize_act_row, quantize_row, GgmlType};
 use std::time::Instant;
 
@@ -22,15 +24,7 @@ const POOL_BYTES: usize = 256 << 20;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let ty = match args.first().map(String::as_str) {
-        Some("q4_1") => GgmlType::Q4_1,
-        Some("q8_0") => GgmlType::Q8_0,
-        Some("q4_0") | None => GgmlType::Q4_0,
-        Some(other) => {
-            eprintln!("unknown type {other}: q4_0, q4_1 or q8_0");
-            std::process::exit(2);
-        }
-    };
+    let ty = common::weight_type(&args);
     let huge = args.iter().any(|a| a == "--huge");
     let threads = args
         .iter()
@@ -45,13 +39,7 @@ fn main() {
             matvec_rows(ty, n, w, act, first, part);
         });
     };
-    let mut state = 0x1234_5678u64;
-    let mut value = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 2000) as f32 / 1000.0 - 1.0
-    };
+    let mut value = common::values();
     {
         let mut o = vec![0f32; 64];
         let t = Instant::now();

@@ -5,31 +5,19 @@
 //! `cargo run --release -p edgelm --example hot_matmul -- q8_0|q4_1|q4_0 [reps] [rows]`; prints
 //! µs per product and a checksum (the same for every kernel change that keeps the bits).
 
-use edgelm::quant::{matmul, quantize_act_row, quantize_row, GgmlType};
+mod common;
+
+use edgelm::quant::{matmul, quantize_act_row, quantize_row};
 use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let ty = match args.first().map(String::as_str) {
-        Some("q4_1") => GgmlType::Q4_1,
-        Some("q4_0") => GgmlType::Q4_0,
-        Some("q8_0") | None => GgmlType::Q8_0,
-        Some(other) => {
-            eprintln!("unknown type {other}: q4_0, q4_1 or q8_0");
-            std::process::exit(2);
-        }
-    };
+    let ty = common::weight_type(&args);
     let reps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     // 256 rows (150 KiB of Q8_0) stay in a 512 KiB L2 with the activations.
     let rows: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(256);
     let (n, cols) = (576, 64);
-    let mut state = 0x1234_5678u64;
-    let mut value = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 2000) as f32 / 1000.0 - 1.0
-    };
+    let mut value = common::values();
     let (Some(row), Some(act_row)) = (ty.row_bytes(n), ty.vec_dot_type().row_bytes(n)) else {
         return;
     };
