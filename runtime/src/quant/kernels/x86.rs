@@ -270,10 +270,14 @@ struct RowScales {
     p: [[[f32; 4]; 4]; ROW_SCALES],
 }
 
-/// Blocks of `blocks`' type in `bytes` bytes.
+/// Column `c` of a matrix product's activations (`act_row` bytes per column) as blocks: the
+/// bytes cast once, each tile's columns then taken by index (a per-tile cast, with its size and
+/// alignment checks not inlined, took 3% of a Q8_0 prompt).
 #[inline(always)]
-fn blocks_in<T>(_blocks: &[T], bytes: usize) -> usize {
-    bytes / core::mem::size_of::<T>().max(1)
+fn column_blocks<'a, T: bytemuck::Pod>(act: &'a [u8], act_row: usize) -> impl Fn(usize) -> &'a [T] {
+    let blocks = crate::quant::blocks::as_blocks::<T>(act);
+    let per = act_row / core::mem::size_of::<T>().max(1);
+    move |c| blocks.get(c * per..(c + 1) * per).unwrap_or(&[])
 }
 
 /// `out[r]` = `$dot`(row r, act) over whole rows.
@@ -352,11 +356,7 @@ macro_rules! rows4_wide {
 /// tile; each pair runs the matrix-vector operations, so every column equals its `rows4!` result.
 macro_rules! tiles {
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident) => {{
-        // The columns' blocks cut once, each tile's columns by index: a per-tile cast of the
-        // bytes (size and alignment checks, not inlined) took 3% of a Q8_0 prompt.
-        let act_b = as_blocks($act);
-        let per = super::blocks_in(act_b, $act_row);
-        let col = |c: usize| act_b.get(c * per..(c + 1) * per).unwrap_or(&[]);
+        let col = super::column_blocks($act, $act_row);
         let mut sc = super::RowScales {
             dm: [_mm256_setzero_ps(); super::ROW_SCALES],
             p: [[[0.0; 4]; 4]; super::ROW_SCALES],
@@ -910,11 +910,7 @@ macro_rules! tiles512 {
     };
     ($out:ident, $w:ident, $w_row:ident, $act:ident, $act_row:ident, $cols:ident, $kernel:ident,
      $one:ident, $pairs:path) => {{
-        // The columns' blocks cut once, each tile's columns by index: a per-tile cast of the
-        // bytes (size and alignment checks, not inlined) took 3% of a Q8_0 prompt.
-        let act_b = as_blocks($act);
-        let per = super::blocks_in(act_b, $act_row);
-        let col = |c: usize| act_b.get(c * per..(c + 1) * per).unwrap_or(&[]);
+        let col = super::column_blocks($act, $act_row);
         let mut o4 = $out.chunks_exact_mut(4 * $cols);
         let mut w4 = $w.chunks_exact(4 * $w_row);
         for (o, w) in (&mut o4).zip(&mut w4) {
